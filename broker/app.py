@@ -1,0 +1,204 @@
+"""Assemble and run the broker: store, keys, OPA, providers, audit log, gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from broker import db
+from broker._gen.tillit.audit.v1 import audit_pb2_grpc
+from broker._gen.tillit.consent.v1 import consent_pb2_grpc
+from broker._gen.tillit.exchange.v1 import exchange_pb2_grpc
+from broker.audit import AuditLog
+from broker.catalog import Catalog
+from broker.checkpoint import NoteSigner, NoteVerifier
+from broker.config import Settings
+from broker.errors import ConfigError
+from broker.exchange import ExchangeService
+from broker.identity import channel_credentials, server_credentials
+from broker.keys import Pseudonymiser, load_or_create_secret, load_or_create_signing_key
+from broker.opa_process import OpaProcess, find_opa
+from broker.pki import tls_files
+from broker.policy import PolicyEngine, policy_revision
+from broker.provider_client import ProviderClient
+from broker.rpc import create_server, mark_serving
+from broker.servicers import (
+    AUDIT,
+    AUTHZ,
+    CONSENT,
+    EXCHANGE,
+    AuditServicer,
+    ConsentServicer,
+    ExchangeServicer,
+)
+from consent.service import ConsentService
+from consent.store import ConsentStore
+
+log = logging.getLogger(__name__)
+
+OPA_START_TIMEOUT = 30.0
+
+
+def log_signer(settings: Settings) -> NoteSigner:
+    key = load_or_create_signing_key(settings.keys_dir / "log-signing.key")
+    return NoteSigner.from_private_key(settings.audit.origin, key)
+
+
+def log_verifier(settings: Settings) -> NoteVerifier:
+    key = load_or_create_signing_key(settings.keys_dir / "log-signing.key")
+    return NoteVerifier(settings.audit.origin, key.public_key())
+
+
+async def wait_for_policy_engine(
+    engine: PolicyEngine, process: OpaProcess | None, timeout: float
+) -> None:
+    """Wait until OPA answers its health check (or give up with ``ConfigError``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.02
+    while not await engine.healthy():
+        if process is not None and not process.running():
+            raise ConfigError("OPA exited during start-up; see its error output above")
+        if loop.time() > deadline:
+            raise ConfigError(f"OPA did not become healthy at {engine.url}")
+        await asyncio.sleep(delay)  # polling a health endpoint, not synchronising tests
+        delay = min(delay * 2, 0.5)
+
+
+@dataclass
+class Broker:
+    """A running broker. ``start`` returns once the gRPC port is serving."""
+
+    settings: Settings
+    port: int = 0
+    opa: OpaProcess | None = None
+    policy: PolicyEngine | None = None
+    audit: AuditLog | None = None
+    revision: str = ""
+    _engine: AsyncEngine | None = None
+    _server: grpc.aio.Server | None = None
+    _providers: ProviderClient | None = None
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> int:
+        s = self.settings
+        await asyncio.to_thread(db.migrate, s.database_url)
+        self._engine = db.make_engine(s.database_url)
+        sessions = db.sessionmaker(self._engine)
+        pseudonymiser = Pseudonymiser(
+            await asyncio.to_thread(load_or_create_secret, s.keys_dir / "pseudonym.key")
+        )
+        catalog = Catalog.load(s.opa.policies / "tillit" / "registry" / "datasets" / "data.json")
+        broker_tls = tls_files(s.pki_dir, "broker")
+        if not broker_tls.cert.exists():
+            raise ConfigError(f"no broker certificate in {s.pki_dir}; run `tillit pki init`")
+
+        url = s.opa.url
+        if s.opa.mode == "local":
+            self.opa = OpaProcess(
+                find_opa(s.opa.binary), s.opa.policies, tls_files(s.pki_dir, "opa")
+            )
+            await self.opa.start()
+            url = self.opa.url
+        self.policy = PolicyEngine(
+            url, broker_tls, decision_path=s.opa.decision_path, timeout_ms=s.opa.timeout_ms
+        )
+        await self.policy.open()
+        await wait_for_policy_engine(self.policy, self.opa, OPA_START_TIMEOUT)
+        self.revision = policy_revision(s.opa.policies)
+        await self.policy.push_revision(self.revision)
+        if self.opa is not None:
+            self._tasks.append(asyncio.create_task(self._supervise_opa(), name="opa-supervisor"))
+
+        self._providers = ProviderClient(
+            s.providers.addresses,
+            channel_credentials(broker_tls),
+            timeout_ms=s.providers.timeout_ms,
+        )
+        self.audit = AuditLog(
+            sessions,
+            log_signer(s),
+            origin=s.audit.origin,
+            batch_max=s.audit.batch_max,
+            batch_wait_ms=s.audit.batch_wait_ms,
+        )
+        await self.audit.start()
+        self._tasks.append(
+            asyncio.create_task(
+                self.audit.run_checkpoints(s.audit.checkpoint_interval, self._stopping),
+                name="checkpoints",
+            )
+        )
+        exchange = ExchangeService(
+            catalog=catalog,
+            consents=ConsentStore(sessions),
+            policy=self.policy,
+            providers=self._providers,
+            audit=self.audit,
+            pseudonymiser=pseudonymiser,
+            sessions=sessions,
+        )
+        consent = ConsentService(ConsentStore(sessions), self.audit, catalog, pseudonymiser)
+        audit = self.audit
+        verifier = log_verifier(s)
+
+        def register(server: grpc.aio.Server) -> list[str]:
+            exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
+                ExchangeServicer(exchange, catalog), server
+            )
+            consent_pb2_grpc.add_ConsentServiceServicer_to_server(ConsentServicer(consent), server)
+            audit_pb2_grpc.add_AuditServiceServicer_to_server(
+                AuditServicer(audit, verifier), server
+            )
+            return [EXCHANGE, CONSENT, AUDIT]
+
+        self._server, self.port, health = create_server(
+            s.broker.listen, server_credentials(broker_tls), register, AUTHZ
+        )
+        await self._server.start()
+        await mark_serving(health, [EXCHANGE, CONSENT, AUDIT])
+        log.info("broker serving on port %d (policy %s)", self.port, self.revision[:19])
+        return self.port
+
+    async def _supervise_opa(self) -> None:
+        """Restart OPA if it dies; decisions fail closed until it is back."""
+        assert self.opa is not None
+        assert self.policy is not None
+        while not self._stopping.is_set():
+            code = await self.opa.wait()
+            if self._stopping.is_set():
+                return
+            log.error("OPA exited with code %s; restarting", code)
+            await self.opa.start()
+            try:
+                await wait_for_policy_engine(self.policy, self.opa, OPA_START_TIMEOUT)
+                await self.policy.push_revision(self.revision)
+            except Exception:
+                log.exception("OPA did not come back")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            await self._server.stop(self.settings.broker.shutdown_grace)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.audit is not None:
+            with contextlib.suppress(Exception):
+                await self.audit.checkpoint()
+            await self.audit.stop()
+        if self._providers is not None:
+            await self._providers.close()
+        if self.policy is not None:
+            await self.policy.close()
+        if self.opa is not None:
+            await self.opa.stop()
+        if self._engine is not None:
+            await self._engine.dispose()

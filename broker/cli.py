@@ -1,0 +1,292 @@
+"""The ``tillit`` command.
+
+    tillit pki init                       make a development CA and certificates
+    tillit serve                          run the broker (starts a local OPA)
+    tillit providers serve                run the three demo data-holding agencies
+    tillit fetch ...                      call the exchange as an e-service would
+    tillit consent grant|withdraw|list|events
+    tillit audit list|verify|checkpoint
+    tillit demo [--keep-running]          the whole story, end to end
+
+Every command reads one TOML config (``--config`` or ``$TILLIT_CONFIG``) with
+``TILLIT_<SECTION>_<KEY>`` overrides. Results print as JSON; failures print a
+JSON error and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from broker import db
+from broker.app import Broker, log_verifier
+from broker.audit import verify_log
+from broker.client import BrokerClient, CallError
+from broker.config import Settings, load_settings
+from broker.errors import ConfigError
+from broker.pki import init_pki, tls_files
+
+log = logging.getLogger("tillit")
+
+
+def _print(document: Any) -> None:
+    print(json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False))
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    if args.data_dir is not None:
+        from dataclasses import replace
+
+        settings = replace(settings, broker=replace(settings.broker, data_dir=args.data_dir))
+    return settings
+
+
+async def _until_signalled(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    broker = Broker(settings)
+    try:
+        port = await broker.start()
+        print(
+            f"tillit broker serving on {settings.broker.listen.rsplit(':', 1)[0]}:{port}",
+            flush=True,
+        )
+        await _until_signalled(asyncio.Event())
+    finally:
+        await broker.stop()
+    return 0
+
+
+async def cmd_providers_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from broker.providers import run_providers
+
+    stop = asyncio.Event()
+
+    def ready(ports: dict[str, int]) -> None:
+        for agency, port in sorted(ports.items()):
+            print(f"provider {agency} serving on 127.0.0.1:{port}", flush=True)
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_providers(
+        settings.pki_dir,
+        settings.providers.addresses,
+        population_size=settings.providers.population_size,
+        ready=ready,
+        stop=stop,
+    )
+    return 0
+
+
+def _client(settings: Settings, args: argparse.Namespace, default_party: str) -> BrokerClient:
+    party = args.as_party or default_party
+    target = args.broker or settings.broker.listen
+    return BrokerClient(target, tls_files(settings.pki_dir, party))
+
+
+async def _run_call(call: Callable[[], Awaitable[Any]]) -> int:
+    try:
+        _print(await call())
+    except CallError as exc:
+        _print(exc.as_dict())
+        return 1
+    return 0
+
+
+async def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
+    async with _client(settings, args, "exempelby-preschool-fee") as client:
+        return await _run_call(
+            lambda: client.fetch(
+                args.subject,
+                args.dataset,
+                args.fields.split(","),
+                args.purpose,
+                args.legal_basis,
+                args.case,
+                args.idempotency_key or str(uuid.uuid4()),
+            )
+        )
+
+
+async def cmd_consent(settings: Settings, args: argparse.Namespace) -> int:
+    async with _client(settings, args, "citizen-portal") as client:
+        if args.action == "grant":
+            return await _run_call(
+                lambda: client.grant(
+                    args.subject,
+                    kind=args.kind,
+                    requester=args.requester,
+                    service=args.service,
+                    dataset=args.dataset,
+                    fields=args.fields.split(","),
+                    purpose=args.purpose,
+                    language=args.language,
+                )
+            )
+        if args.action == "withdraw":
+            return await _run_call(lambda: client.withdraw(args.subject, args.consent_id))
+        if args.action == "events":
+            return await _run_call(lambda: client.access_events(args.subject))
+        return await _run_call(lambda: client.list_consents(args.subject))
+
+
+async def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "verify":
+        # Verification reads the store itself, so it does not trust a running broker.
+        await asyncio.to_thread(db.migrate, settings.database_url)
+        engine = db.make_engine(settings.database_url)
+        try:
+            result = await verify_log(db.sessionmaker(engine), log_verifier(settings))
+        finally:
+            await engine.dispose()
+        _print(
+            {
+                "ok": result.ok,
+                "tree_size": result.size,
+                "root_hash": result.root.hex(),
+                "checkpoints_checked": result.checkpoints,
+                "first_bad_index": result.first_bad_index,
+                "problem": result.problem,
+            }
+        )
+        return 0 if result.ok else 2
+    async with _client(settings, args, "dpo") as client:
+        if args.action == "checkpoint":
+            return await _run_call(client.checkpoint)
+        filters: dict[str, Any] = {"page_size": args.page_size}
+        if args.requester:
+            filters["requester"] = args.requester
+        if args.purpose:
+            filters["purpose"] = args.purpose
+        return await _run_call(lambda: client.audit_entries(**filters))
+
+
+async def cmd_pki(settings: Settings, args: argparse.Namespace) -> int:
+    written = init_pki(settings.pki_dir, force=args.force)
+    _print({"pki_dir": str(settings.pki_dir), "written": [p.name for p in written]})
+    return 0
+
+
+async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from broker.demo import run_demo
+
+    return await run_demo(settings, keep_running=args.keep_running)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tillit", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=None, help="TOML config file")
+    parser.add_argument("--data-dir", type=Path, default=None, help="keys, certificates, db")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    pki = sub.add_parser("pki", help="development certificates")
+    pki_sub = pki.add_subparsers(dest="action", required=True)
+    pki_init = pki_sub.add_parser("init", help="create the CA and party certificates")
+    pki_init.add_argument("--force", action="store_true", help="replace existing ones")
+    pki.set_defaults(func=cmd_pki)
+
+    serve = sub.add_parser("serve", help="run the broker")
+    serve.set_defaults(func=cmd_serve)
+
+    providers = sub.add_parser("providers", help="demo data-holding agencies")
+    providers_sub = providers.add_subparsers(dest="action", required=True)
+    providers_sub.add_parser("serve", help="serve the three demo agencies")
+    providers.set_defaults(func=cmd_providers_serve)
+
+    def client_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--broker", help="broker address (default: [broker] listen)")
+        p.add_argument("--as", dest="as_party", help="certificate to call with (pki name)")
+
+    fetch = sub.add_parser("fetch", help="fetch data as an e-service")
+    client_options(fetch)
+    fetch.add_argument("--subject", required=True, help="personal identity number")
+    fetch.add_argument("--dataset", required=True)
+    fetch.add_argument("--fields", required=True, help="comma-separated")
+    fetch.add_argument("--purpose", required=True)
+    fetch.add_argument("--legal-basis", required=True)
+    fetch.add_argument("--case", required=True, help="case reference")
+    fetch.add_argument("--idempotency-key", default="")
+    fetch.set_defaults(func=cmd_fetch)
+
+    consent = sub.add_parser("consent", help="a citizen's consents (as the citizen portal)")
+    consent_sub = consent.add_subparsers(dest="action", required=True)
+    grant = consent_sub.add_parser("grant")
+    grant.add_argument("--subject", required=True)
+    grant.add_argument(
+        "--kind",
+        default="explicit_request",
+        choices=["consent", "explicit_request", "waiver_of_confidentiality"],
+    )
+    grant.add_argument("--requester", required=True)
+    grant.add_argument("--service", required=True)
+    grant.add_argument("--dataset", required=True)
+    grant.add_argument("--fields", required=True)
+    grant.add_argument("--purpose", required=True)
+    grant.add_argument("--language", default="sv", choices=["sv", "en"])
+    withdraw = consent_sub.add_parser("withdraw")
+    withdraw.add_argument("--subject", required=True)
+    withdraw.add_argument("--consent-id", required=True)
+    for name in ("list", "events"):
+        p = consent_sub.add_parser(name)
+        p.add_argument("--subject", required=True)
+    for p in consent_sub.choices.values():
+        client_options(p)
+    consent.set_defaults(func=cmd_consent)
+
+    audit = sub.add_parser("audit", help="the audit log (as the DPO)")
+    audit_sub = audit.add_subparsers(dest="action", required=True)
+    audit_list = audit_sub.add_parser("list")
+    audit_list.add_argument("--requester", default="")
+    audit_list.add_argument("--purpose", default="")
+    audit_list.add_argument("--page-size", type=int, default=100)
+    audit_sub.add_parser("verify", help="recompute the whole log against its checkpoints")
+    audit_sub.add_parser("checkpoint", help="print the latest signed checkpoint")
+    for p in audit_sub.choices.values():
+        client_options(p)
+    audit.set_defaults(func=cmd_audit)
+
+    demo = sub.add_parser("demo", help="run the whole scenario on loopback")
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the broker and agencies up until interrupted",
+    )
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = _settings(args)
+        func: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]] = args.func
+        return asyncio.run(func(settings, args))
+    except ConfigError as exc:
+        print(f"tillit: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
