@@ -98,6 +98,40 @@ class _Context:
     decision_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
+def validate_request(catalog: Catalog, request: ExchangeRequest) -> ExchangeRequest:
+    """Check every field; return the request with the identity number normalised."""
+    subject = personnummer.normalize(request.subject_id)
+    if not _ID.match(request.purpose):
+        raise InvalidRequest(
+            "purpose must be a purpose id from the registry", reason="INVALID_PURPOSE"
+        )
+    if not request.legal_basis.strip() or len(request.legal_basis) > 256:
+        raise InvalidRequest(
+            "legal_basis is required (at most 256 characters)", reason="INVALID_LEGAL_BASIS"
+        )
+    if not _REFERENCE.match(request.case_reference):
+        raise InvalidRequest(
+            "case_reference is required: 1-128 letters, digits or . / : # - _",
+            reason="INVALID_CASE_REFERENCE",
+        )
+    if not _KEY.match(request.idempotency_key):
+        raise InvalidRequest(
+            "idempotency_key is required: 8-128 letters, digits or . : - _",
+            reason="INVALID_IDEMPOTENCY_KEY",
+        )
+    catalog.get(request.dataset)
+    catalog.check_fields(request.dataset, list(request.fields))
+    return ExchangeRequest(
+        subject_id=subject,
+        dataset=request.dataset,
+        fields=tuple(request.fields),
+        purpose=request.purpose,
+        legal_basis=request.legal_basis.strip(),
+        case_reference=request.case_reference,
+        idempotency_key=request.idempotency_key,
+    )
+
+
 class ExchangeService:
     """The broker's core: decide, fetch, audit, answer."""
 
@@ -121,39 +155,6 @@ class ExchangeService:
         self._pseudonymiser = pseudonymiser
         self._sessions = sessions
         self._country = country
-
-    def validate(self, request: ExchangeRequest) -> ExchangeRequest:
-        """Check every field; return the request with the identity number normalised."""
-        subject = personnummer.normalize(request.subject_id)
-        if not _ID.match(request.purpose):
-            raise InvalidRequest(
-                "purpose must be a purpose id from the registry", reason="INVALID_PURPOSE"
-            )
-        if not request.legal_basis.strip() or len(request.legal_basis) > 256:
-            raise InvalidRequest(
-                "legal_basis is required (at most 256 characters)", reason="INVALID_LEGAL_BASIS"
-            )
-        if not _REFERENCE.match(request.case_reference):
-            raise InvalidRequest(
-                "case_reference is required: 1-128 letters, digits or . / : # - _",
-                reason="INVALID_CASE_REFERENCE",
-            )
-        if not _KEY.match(request.idempotency_key):
-            raise InvalidRequest(
-                "idempotency_key is required: 8-128 letters, digits or . : - _",
-                reason="INVALID_IDEMPOTENCY_KEY",
-            )
-        self._catalog.get(request.dataset)
-        self._catalog.check_fields(request.dataset, list(request.fields))
-        return ExchangeRequest(
-            subject_id=subject,
-            dataset=request.dataset,
-            fields=tuple(request.fields),
-            purpose=request.purpose,
-            legal_basis=request.legal_basis.strip(),
-            case_reference=request.case_reference,
-            idempotency_key=request.idempotency_key,
-        )
 
     async def _previous(
         self, requester: Identity, request: ExchangeRequest
@@ -244,7 +245,7 @@ class ExchangeService:
         raise error
 
     async def fetch(self, requester: Identity, raw: ExchangeRequest) -> ExchangeResult:
-        request = self.validate(raw)
+        request = validate_request(self._catalog, raw)
         dataset = self._catalog.get(request.dataset)
         previous = await self._previous(requester, request)
         ctx = _Context(
