@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -21,7 +22,13 @@ from broker.config import Settings
 from broker.errors import ConfigError
 from broker.exchange import ExchangeService
 from broker.identity import channel_credentials, server_credentials
-from broker.keys import Pseudonymiser, load_or_create_secret, load_or_create_signing_key
+from broker.jws import JwsError, load_jwks
+from broker.keys import (
+    Pseudonymiser,
+    dev_idp_key,
+    load_or_create_secret,
+    load_or_create_signing_key,
+)
 from broker.opa_process import OpaProcess, find_opa
 from broker.pki import tls_files
 from broker.policy import PolicyEngine, policy_revision
@@ -36,8 +43,10 @@ from broker.servicers import (
     ConsentServicer,
     ExchangeServicer,
 )
+from consent.receipts import ReceiptSigner, write_jwks
 from consent.service import ConsentService
 from consent.store import ConsentStore
+from consent.tokens import IdTokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,28 @@ def log_signer(settings: Settings) -> NoteSigner:
 def log_verifier(settings: Settings) -> NoteVerifier:
     key = load_or_create_signing_key(settings.keys_dir / "log-signing.key")
     return NoteVerifier(settings.audit.origin, key.public_key())
+
+
+def id_token_verifier(settings: Settings) -> IdTokenVerifier:
+    """Trust the configured identity provider's keys (the development one by default)."""
+    if not settings.identity.jwks and not settings.idp_jwks.exists():
+        dev_idp_key(settings.keys_dir)
+    try:
+        keys = load_jwks(settings.idp_jwks)
+    except JwsError as exc:
+        raise ConfigError(f"cannot load the identity provider's keys: {exc}") from exc
+    i = settings.identity
+    return IdTokenVerifier(i.issuer, i.audience, keys, max_lifetime=i.max_lifetime, leeway=i.leeway)
+
+
+def receipt_signer(settings: Settings) -> ReceiptSigner:
+    """The receipt key; its public JWK Set is written beside it for offline checks."""
+    signer = ReceiptSigner(
+        load_or_create_signing_key(settings.keys_dir / "receipt-signing.key"),
+        issuer="tillit.test/consent",
+    )
+    write_jwks(settings.keys_dir / "receipt-jwks.json", signer)
+    return signer
 
 
 async def wait_for_policy_engine(
@@ -80,6 +111,7 @@ class Broker:
     policy: PolicyEngine | None = None
     audit: AuditLog | None = None
     revision: str = ""
+    pseudonymiser: Pseudonymiser | None = None
     _engine: AsyncEngine | None = None
     _server: grpc.aio.Server | None = None
     _providers: ProviderClient | None = None
@@ -91,7 +123,7 @@ class Broker:
         await asyncio.to_thread(db.migrate, s.database_url)
         self._engine = db.make_engine(s.database_url)
         sessions = db.sessionmaker(self._engine)
-        pseudonymiser = Pseudonymiser(
+        pseudonymiser = self.pseudonymiser = Pseudonymiser(
             await asyncio.to_thread(load_or_create_secret, s.keys_dir / "pseudonym.key")
         )
         catalog = Catalog.load(s.opa.policies / "tillit" / "registry" / "datasets" / "data.json")
@@ -102,7 +134,10 @@ class Broker:
         url = s.opa.url
         if s.opa.mode == "local":
             self.opa = OpaProcess(
-                find_opa(s.opa.binary), s.opa.policies, tls_files(s.pki_dir, "opa")
+                find_opa(s.opa.binary),
+                s.opa.policies,
+                tls_files(s.pki_dir, "opa"),
+                log_file=s.data_dir / "opa.log",
             )
             await self.opa.start()
             url = self.opa.url
@@ -144,7 +179,18 @@ class Broker:
             pseudonymiser=pseudonymiser,
             sessions=sessions,
         )
-        consent = ConsentService(ConsentStore(sessions), self.audit, catalog, pseudonymiser)
+        consent = ConsentService(
+            ConsentStore(sessions),
+            self.audit,
+            catalog,
+            pseudonymiser,
+            tokens=id_token_verifier(s),
+            facts=self._providers.facts,
+            receipts=receipt_signer(s),
+            purposes=json.loads(
+                (s.opa.policies / "tillit" / "registry" / "purposes" / "data.json").read_text()
+            ),
+        )
         audit = self.audit
         verifier = log_verifier(s)
 

@@ -180,6 +180,7 @@ class EntryFilter:
     decision: str = ""
     start: dt.datetime | None = None
     end: dt.datetime | None = None
+    kind: str = ""
 
 
 def encode_page_token(index: int) -> str:
@@ -441,6 +442,8 @@ class AuditLog:
             query = query.where(AuditEntryRow.purpose == flt.purpose)
         if flt.decision:
             query = query.where(AuditEntryRow.decision == flt.decision)
+        if flt.kind:
+            query = query.where(AuditEntryRow.kind == flt.kind)
         if flt.start is not None:
             query = query.where(AuditEntryRow.time >= flt.start)
         if flt.end is not None:

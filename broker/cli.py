@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import uuid
@@ -32,7 +33,11 @@ from broker.audit import verify_log
 from broker.client import BrokerClient, CallError
 from broker.config import Settings, load_settings
 from broker.errors import ConfigError
+from broker.jws import JwsError
+from broker.keys import dev_idp_key
 from broker.pki import init_pki, tls_files
+from consent.receipts import verify_receipt_file
+from consent.tokens import mint
 
 log = logging.getLogger("tillit")
 
@@ -123,7 +128,32 @@ async def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
         )
 
 
+def _citizen_token(settings: Settings, args: argparse.Namespace) -> str:
+    """The citizen's ID token: ``--token``/``$TILLIT_ID_TOKEN``, or one minted by the
+    development identity provider (embedded set-up only: its key is in the data dir)."""
+    token: str = args.token or os.environ.get("TILLIT_ID_TOKEN", "")
+    if token:
+        return token
+    subject = args.acting_as or args.subject
+    return mint(
+        dev_idp_key(settings.keys_dir),
+        subject,
+        issuer=settings.identity.issuer,
+        audience=settings.identity.audience,
+    )
+
+
 async def cmd_consent(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "verify-receipt":
+        keys = args.keys or settings.keys_dir / "receipt-jwks.json"
+        try:
+            content = verify_receipt_file(args.file, keys)
+        except (JwsError, OSError) as exc:
+            _print({"valid": False, "problem": str(exc)})
+            return 1
+        _print({"valid": True, "receipt": content})
+        return 0
+    token = _citizen_token(settings, args)
     async with _client(settings, args, "citizen-portal") as client:
         if args.action == "grant":
             return await _run_call(
@@ -136,13 +166,22 @@ async def cmd_consent(settings: Settings, args: argparse.Namespace) -> int:
                     fields=args.fields.split(","),
                     purpose=args.purpose,
                     language=args.language,
+                    token=token,
                 )
             )
         if args.action == "withdraw":
-            return await _run_call(lambda: client.withdraw(args.subject, args.consent_id))
+            return await _run_call(
+                lambda: client.withdraw(args.subject, args.consent_id, token=token)
+            )
         if args.action == "events":
-            return await _run_call(lambda: client.access_events(args.subject))
-        return await _run_call(lambda: client.list_consents(args.subject))
+            return await _run_call(lambda: client.access_events(args.subject, token=token))
+        if args.action == "receipt":
+            return await _run_call(
+                lambda: client.get_receipt(args.subject, args.consent_id, args.event, token=token)
+            )
+        if args.action == "subjects":
+            return await _run_call(lambda: client.list_subjects(token=token))
+        return await _run_call(lambda: client.list_consents(args.subject, token=token))
 
 
 async def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
@@ -245,8 +284,26 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("list", "events"):
         p = consent_sub.add_parser(name)
         p.add_argument("--subject", required=True)
+    receipt = consent_sub.add_parser("receipt", help="print a signed receipt (JWS)")
+    receipt.add_argument("--subject", required=True)
+    receipt.add_argument("--consent-id", required=True)
+    receipt.add_argument("--event", default="given", choices=["given", "withdrawn"])
+    subjects = consent_sub.add_parser("subjects", help="who the citizen may act for")
+    subjects.add_argument("--subject", required=True, help="the signed-in citizen")
     for p in consent_sub.choices.values():
         client_options(p)
+        p.add_argument("--token", default="", help="the citizen's ID token")
+        p.add_argument(
+            "--acting-as", default="", help="the signed-in citizen, when acting as a guardian"
+        )
+    check = consent_sub.add_parser("verify-receipt", help="check a receipt offline")
+    check.add_argument("file", type=Path)
+    check.add_argument(
+        "--keys",
+        type=Path,
+        default=None,
+        help="JWK Set of the broker's receipt keys (default: the data dir's)",
+    )
     consent.set_defaults(func=cmd_consent)
 
     audit = sub.add_parser("audit", help="the audit log (as the DPO)")

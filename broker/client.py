@@ -8,6 +8,7 @@ the ``ErrorInfo`` reason and its metadata.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -90,9 +91,10 @@ class BrokerClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, method: Any, request: Message) -> Any:
+    async def _call(self, method: Any, request: Message, token: str | None = None) -> Any:
+        metadata = (("authorization", f"Bearer {token}"),) if token else None
         try:
-            return await method(request, timeout=self._timeout)
+            return await method(request, timeout=self._timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             info = error_info(exc)
             raise CallError(
@@ -141,6 +143,7 @@ class BrokerClient:
         valid_until: dt.datetime | None = None,
         language: str = "sv",
         notice_version: str = "1",
+        token: str | None = None,
     ) -> dict[str, Any]:
         request = consent_pb2.GrantConsentRequest(
             subject_id=subject_id,
@@ -155,38 +158,69 @@ class BrokerClient:
         )
         if valid_until is not None:
             request.valid_until.FromDatetime(valid_until)
-        response = await self._call(self.consent.GrantConsent, request)
-        return to_dict(response.consent)
+        response = await self._call(self.consent.GrantConsent, request, token)
+        return {**to_dict(response.consent), "receipt": response.receipt}
 
-    async def withdraw(self, subject_id: str, consent_id: str) -> dict[str, Any]:
+    async def withdraw(
+        self, subject_id: str, consent_id: str, *, token: str | None = None
+    ) -> dict[str, Any]:
         response = await self._call(
             self.consent.WithdrawConsent,
             consent_pb2.WithdrawConsentRequest(subject_id=subject_id, consent_id=consent_id),
+            token,
         )
-        return to_dict(response.consent)
+        return {**to_dict(response.consent), "receipt": response.receipt}
 
     async def list_consents(
-        self, subject_id: str, page_size: int = 50, page_token: str = ""
+        self,
+        subject_id: str,
+        page_size: int = 50,
+        page_token: str = "",
+        *,
+        token: str | None = None,
     ) -> dict[str, Any]:
-        return to_dict(
-            await self._call(
-                self.consent.ListConsents,
-                consent_pb2.ListConsentsRequest(
-                    subject_id=subject_id, page_size=page_size, page_token=page_token
-                ),
-            )
+        request = consent_pb2.ListConsentsRequest(
+            subject_id=subject_id, page_size=page_size, page_token=page_token
         )
+        return to_dict(await self._call(self.consent.ListConsents, request, token))
 
     async def access_events(
-        self, subject_id: str, page_size: int = 50, page_token: str = ""
+        self,
+        subject_id: str,
+        page_size: int = 50,
+        page_token: str = "",
+        *,
+        token: str | None = None,
     ) -> dict[str, Any]:
+        request = consent_pb2.ListAccessEventsRequest(
+            subject_id=subject_id, page_size=page_size, page_token=page_token
+        )
+        return to_dict(await self._call(self.consent.ListAccessEvents, request, token))
+
+    async def get_receipt(
+        self,
+        subject_id: str,
+        consent_id: str,
+        event: str = "given",
+        *,
+        token: str | None = None,
+    ) -> str:
+        request = consent_pb2.GetReceiptRequest(
+            subject_id=subject_id, consent_id=consent_id, event=event
+        )
+        response = await self._call(self.consent.GetReceipt, request, token)
+        return str(response.receipt)
+
+    async def receipt_keys(self, *, token: str | None = None) -> dict[str, Any]:
+        response = await self._call(
+            self.consent.GetReceiptKeys, consent_pb2.GetReceiptKeysRequest(), token
+        )
+        document: dict[str, Any] = json.loads(response.jwks)
+        return document
+
+    async def list_subjects(self, *, token: str | None = None) -> dict[str, Any]:
         return to_dict(
-            await self._call(
-                self.consent.ListAccessEvents,
-                consent_pb2.ListAccessEventsRequest(
-                    subject_id=subject_id, page_size=page_size, page_token=page_token
-                ),
-            )
+            await self._call(self.consent.ListSubjects, consent_pb2.ListSubjectsRequest(), token)
         )
 
     async def audit_entries(self, **filters: Any) -> dict[str, Any]:

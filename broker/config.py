@@ -73,12 +73,27 @@ class ProviderSettings:
 
 
 @dataclass(frozen=True)
+class IdentitySettings:
+    """Who may speak for a citizen: ID tokens from one trusted identity provider."""
+
+    issuer: str = "tillit-dev-idp"
+    audience: str = "tillit-citizen-portal"
+    # JWK Set of the provider's signing keys; empty means the development
+    # provider's, kept in the data directory (``keys/idp-jwks.json``).
+    jwks: str = ""
+    # Longest token lifetime accepted, and allowed clock skew, seconds.
+    max_lifetime: int = 3600
+    leeway: int = 60
+
+
+@dataclass(frozen=True)
 class Settings:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     opa: OpaSettings = field(default_factory=OpaSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     providers: ProviderSettings = field(default_factory=ProviderSettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
 
     @property
     def data_dir(self) -> Path:
@@ -91,6 +106,10 @@ class Settings:
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def idp_jwks(self) -> Path:
+        return Path(self.identity.jwks) if self.identity.jwks else self.keys_dir / "idp-jwks.json"
 
     @property
     def database_url(self) -> str:

@@ -20,6 +20,7 @@ from broker.errors import InvalidRequest, Reason
 from broker.exchange import ExchangeRequest, ExchangeResult
 from broker.provider_client import FieldData
 from broker.values import to_field_value
+from consent.receipts import WITHDRAWAL
 from consent.store import Consent, ConsentGrant, ConsentKind
 
 _KIND_TO_PB = {
@@ -107,7 +108,9 @@ def consent_grant_from_pb(request: consent_pb2.GrantConsentRequest) -> ConsentGr
     )
 
 
-def consent_to_pb(consent: Consent, subject_id: str, now: dt.datetime) -> consent_pb2.Consent:
+def consent_to_pb(
+    consent: Consent, subject_id: str, now: dt.datetime, *, lawful_basis: str = ""
+) -> consent_pb2.Consent:
     message = consent_pb2.Consent(
         id=consent.id,
         subject_id=subject_id,
@@ -125,6 +128,10 @@ def consent_to_pb(consent: Consent, subject_id: str, now: dt.datetime) -> consen
         notice_version=consent.notice_version,
         language=consent.language,
         given_by=consent.given_by,
+        method=consent.method,
+        jurisdiction=consent.jurisdiction,
+        lawful_basis=lawful_basis,
+        withdrawal_method=WITHDRAWAL.get(consent.language, WITHDRAWAL["en"]),
     )
     if consent.withdrawn_at is not None:
         message.withdrawn_at.CopyFrom(timestamp(consent.withdrawn_at))

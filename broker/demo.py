@@ -21,7 +21,11 @@ from typing import Any
 from broker.app import Broker
 from broker.client import BrokerClient, CallError
 from broker.config import Settings
+from broker.jws import keys_from_jwks
+from broker.keys import dev_idp_key
 from broker.pki import init_pki, tls_files
+from consent.receipts import verify_receipt
+from consent.tokens import mint
 
 PURPOSE = "preschool-fee-reduction"
 REQUESTER, SERVICE = "exempelby-kommun", "preschool-fee"
@@ -55,7 +59,7 @@ async def _expect_refusal(call: Any, reason: str) -> dict[str, Any]:
     raise RuntimeError(f"expected a refusal with {reason}")
 
 
-async def play(target: str, pki_dir: Path, policies: Path, subject: str) -> None:
+async def play(target: str, pki_dir: Path, policies: Path, subject: str, token: str) -> None:
     """The scenario; raises if any step does not behave as the product promises."""
     legal_basis = statute_of(policies, PURPOSE)
     portal = BrokerClient(target, tls_files(pki_dir, "citizen-portal"))
@@ -75,8 +79,14 @@ async def play(target: str, pki_dir: Path, policies: Path, subject: str) -> None
             fields=FIELDS,
             purpose=PURPOSE,
             language="en",
+            token=token,
         )
         _show({k: consent[k] for k in ("id", "kind", "purpose", "fields", "valid_until", "state")})
+        keys = keys_from_jwks(await portal.receipt_keys(token=token))
+        receipt = verify_receipt(consent["receipt"], keys)
+        print(
+            f"   signed receipt {receipt['jti']} verified offline (EdDSA, key {next(iter(keys))})"
+        )
 
         _say(
             "2. The preschool-fee e-service fetches the income",
@@ -107,7 +117,7 @@ async def play(target: str, pki_dir: Path, policies: Path, subject: str) -> None
         )
 
         _say("4. The citizen withdraws; the very next fetch is refused", "")
-        withdrawn = await portal.withdraw(subject, consent["id"])
+        withdrawn = await portal.withdraw(subject, consent["id"], token=token)
         _show({k: withdrawn[k] for k in ("id", "state", "withdrawn_at")})
         _show(
             await _expect_refusal(
@@ -125,7 +135,7 @@ async def play(target: str, pki_dir: Path, policies: Path, subject: str) -> None
         )
 
         _say("5. The citizen sees every exchange of their data", "who, why, what, outcome")
-        events = await portal.access_events(subject)
+        events = await portal.access_events(subject, token=token)
         for event in events.get("events", []):
             reasons = ",".join(r["code"] for r in event.get("reasons", []))
             print(
@@ -185,7 +195,13 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
             f"Tillit demo: broker on {target}, OPA on {broker.policy.url if broker.policy else '-'}"
             f", agencies on {', '.join(f'{a} {p}' for a, p in sorted(addresses.items()))}"
         )
-        await play(target, settings.pki_dir, settings.opa.policies, subject)
+        token = mint(
+            dev_idp_key(settings.keys_dir),
+            subject,
+            issuer=settings.identity.issuer,
+            audience=settings.identity.audience,
+        )
+        await play(target, settings.pki_dir, settings.opa.policies, subject, token)
         print("\nDemo finished: every step behaved as promised.")
         if keep_running:
             print(f"Still running (broker {target}); press Ctrl-C to stop.", flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
 from pathlib import Path
@@ -55,6 +56,22 @@ def public_key_pem(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def dev_idp_key(keys_dir: Path) -> Ed25519PrivateKey:
+    """The development identity provider's signing key; also writes its JWK Set.
+
+    The broker trusts ``idp-jwks.json``; a real deployment points ``[identity] jwks``
+    at its identity provider's published key set instead.
+    """
+    from broker.jws import jwks  # local: jws is only needed where tokens are used
+
+    key = load_or_create_signing_key(keys_dir / "idp-signing.key")
+    document = json.dumps(jwks([key.public_key()]), indent=2)
+    target = keys_dir / "idp-jwks.json"
+    if not target.exists() or target.read_text() != document:
+        target.write_text(document)
+    return key
 
 
 class Pseudonymiser:

@@ -77,12 +77,14 @@ class OpaProcess:
         *,
         port: int = 0,
         watch: bool = True,
+        log_file: Path | None = None,
     ) -> None:
         self.binary = binary
         self.policies = policies
         self.tls = tls
         self.port = port or free_port()
         self.watch = watch
+        self.log_file = log_file
         self._proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -108,7 +110,7 @@ class OpaProcess:
             "tls",
             "--log-level",
             "error",
-            "--disable-telemetry",
+            "--skip-version-check",
             "--ignore",
             "*_test.rego",
             "--ignore",
@@ -122,13 +124,23 @@ class OpaProcess:
         return cmd
 
     async def start(self) -> None:
-        self._proc = await asyncio.create_subprocess_exec(
-            *self.command(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=None,  # OPA's own errors go to our stderr; it logs no personal data
-            start_new_session=True,
-        )
+        # OPA's own log goes to a file of its own (it never sees identity numbers:
+        # the policy input holds none); without one, errors reach our stderr.
+        stderr: int | None = None
+        if self.log_file is not None:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            stderr = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.command(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        finally:
+            if stderr is not None:
+                os.close(stderr)
 
     @property
     def pid(self) -> int | None:

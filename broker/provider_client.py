@@ -33,6 +33,7 @@ class SubjectFacts:
     age: int
     protected_identity: bool
     guardian_ids: tuple[str, ...]
+    ward_ids: tuple[str, ...] = ()
 
 
 class ProviderClient:
@@ -136,4 +137,9 @@ class ProviderClient:
             )
         except grpc.aio.AioRpcError as exc:
             raise self._failure(self._facts_provider, exc) from exc
-        return SubjectFacts(response.age, response.protected_identity, tuple(response.guardian_ids))
+        return SubjectFacts(
+            response.age,
+            response.protected_identity,
+            tuple(response.guardian_ids),
+            tuple(response.ward_ids),
+        )

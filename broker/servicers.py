@@ -11,17 +11,20 @@ from typing import Any
 
 import grpc
 
-from broker import convert
+from broker import convert, personnummer
 from broker._gen.tillit.audit.v1 import audit_pb2, audit_pb2_grpc
 from broker._gen.tillit.consent.v1 import consent_pb2, consent_pb2_grpc
 from broker._gen.tillit.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from broker.audit import AuditLog, verify_log
 from broker.catalog import Catalog
 from broker.checkpoint import NoteVerifier
+from broker.errors import InvalidRequest, NotFound
 from broker.exchange import ExchangeService
 from broker.identity import Role
 from broker.rpc import caller
 from consent.service import ConsentService
+from consent.store import Consent
+from consent.tokens import bearer
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -52,51 +55,95 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
 
 class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
+    """The citizen's side; the ID token travels as ``authorization: Bearer ...``."""
+
     def __init__(self, service: ConsentService) -> None:
         self._service = service
+
+    @staticmethod
+    def _token(context: Context) -> str:
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        return bearer(metadata)
+
+    def _consent(self, consent: Consent, subject_id: str) -> consent_pb2.Consent:
+        return convert.consent_to_pb(
+            consent,
+            subject_id,
+            dt.datetime.now(dt.UTC),
+            lawful_basis=self._service.lawful_basis(consent.purpose),
+        )
 
     async def GrantConsent(
         self, request: consent_pb2.GrantConsentRequest, context: Context
     ) -> consent_pb2.GrantConsentResponse:
+        subject = personnummer.normalize(request.subject_id)
         consent = await self._service.grant(
-            request.subject_id, convert.consent_grant_from_pb(request), str(caller(context))
+            self._token(context), subject, convert.consent_grant_from_pb(request)
         )
-        now = dt.datetime.now(dt.UTC)
         return consent_pb2.GrantConsentResponse(
-            consent=convert.consent_to_pb(consent, request.subject_id, now)
+            consent=self._consent(consent, subject),
+            receipt=self._service.receipt(consent, subject, "given"),
         )
 
     async def WithdrawConsent(
         self, request: consent_pb2.WithdrawConsentRequest, context: Context
     ) -> consent_pb2.WithdrawConsentResponse:
-        consent = await self._service.withdraw(
-            request.subject_id, request.consent_id, str(caller(context))
-        )
-        now = dt.datetime.now(dt.UTC)
+        subject = personnummer.normalize(request.subject_id)
+        consent = await self._service.withdraw(self._token(context), subject, request.consent_id)
         return consent_pb2.WithdrawConsentResponse(
-            consent=convert.consent_to_pb(consent, request.subject_id, now)
+            consent=self._consent(consent, subject),
+            receipt=self._service.receipt(consent, subject, "withdrawn"),
         )
 
     async def ListConsents(
         self, request: consent_pb2.ListConsentsRequest, context: Context
     ) -> consent_pb2.ListConsentsResponse:
+        subject = personnummer.normalize(request.subject_id)
         consents, token = await self._service.list(
-            request.subject_id, request.page_size, request.page_token
+            self._token(context), subject, request.page_size, request.page_token
         )
-        now = dt.datetime.now(dt.UTC)
         return consent_pb2.ListConsentsResponse(
-            consents=[convert.consent_to_pb(c, request.subject_id, now) for c in consents],
-            next_page_token=token,
+            consents=[self._consent(c, subject) for c in consents], next_page_token=token
         )
+
+    async def GetReceipt(
+        self, request: consent_pb2.GetReceiptRequest, context: Context
+    ) -> consent_pb2.GetReceiptResponse:
+        event = request.event or "given"
+        if event not in ("given", "withdrawn"):
+            raise InvalidRequest("event must be 'given' or 'withdrawn'", reason="INVALID_EVENT")
+        subject = personnummer.normalize(request.subject_id)
+        consent = await self._service.get(self._token(context), subject, request.consent_id)
+        if event == "withdrawn" and consent.withdrawn_at is None:
+            raise NotFound("the consent has not been withdrawn", reason="RECEIPT_NOT_FOUND")
+        return consent_pb2.GetReceiptResponse(
+            receipt=self._service.receipt(consent, subject, event)
+        )
+
+    async def GetReceiptKeys(
+        self, request: consent_pb2.GetReceiptKeysRequest, context: Context
+    ) -> consent_pb2.GetReceiptKeysResponse:
+        return consent_pb2.GetReceiptKeysResponse(jwks=self._service.receipt_keys())
 
     async def ListAccessEvents(
         self, request: consent_pb2.ListAccessEventsRequest, context: Context
     ) -> consent_pb2.ListAccessEventsResponse:
         entries, token = await self._service.access_events(
-            request.subject_id, request.page_size, request.page_token
+            self._token(context), request.subject_id, request.page_size, request.page_token
         )
         return consent_pb2.ListAccessEventsResponse(
             events=[convert.access_event_to_pb(e) for e in entries], next_page_token=token
+        )
+
+    async def ListSubjects(
+        self, request: consent_pb2.ListSubjectsRequest, context: Context
+    ) -> consent_pb2.ListSubjectsResponse:
+        refs = await self._service.subjects(self._token(context))
+        return consent_pb2.ListSubjectsResponse(
+            subjects=[
+                consent_pb2.Subject(subject_id=r.subject_id, relation=r.relation, age=r.age)
+                for r in refs
+            ]
         )
 
 

@@ -199,6 +199,18 @@ class ConsentStore:
                 ) from exc
         return _consent(row, now)
 
+    async def get(self, subject_key: str, consent_id: str) -> Consent | None:
+        """One of the subject's consents, or None (also for someone else's)."""
+        withdrawn = _withdrawn_subquery()
+        query = (
+            sa.select(ConsentRow, withdrawn.c.withdrawn_at)
+            .outerjoin(withdrawn, withdrawn.c.consent_id == ConsentRow.id)
+            .where(ConsentRow.id == consent_id, ConsentRow.subject_key == subject_key)
+        )
+        async with self._sessions() as session:
+            row = (await session.execute(query)).first()
+        return None if row is None else _consent(row[0], row[1])
+
     async def list(
         self, subject_key: str, *, page_size: int = 50, after: str = ""
     ) -> tuple[list[Consent], bool]:

@@ -153,6 +153,8 @@ class SubjectFacts:
     age: int
     protected_identity: bool
     guardian_ids: tuple[str, ...]
+    # Children under 18 in this person's care (they are one of their guardians).
+    ward_ids: tuple[str, ...] = ()
 
 
 @dataclass
@@ -390,10 +392,19 @@ class SyntheticPopulation:
         if citizen is None:
             return None
         age = citizen.age_on(today) if today >= citizen.birth_date else 0
+        wards = tuple(
+            other
+            for other in self.household_of(pnr)
+            if other != pnr
+            and pnr in self._citizens[other].guardian_ids
+            and self._citizens[other].age_on(today) < 18
+            and today >= self._citizens[other].birth_date
+        )
         return SubjectFacts(
             age=age,
             protected_identity=citizen.protected_identity,
             guardian_ids=citizen.guardian_ids if age < 18 else (),
+            ward_ids=wards,
         )
 
     def find(self, predicate: Callable[[Citizen], bool]) -> str:

@@ -59,6 +59,7 @@ class DataProviderServicer(provider_pb2_grpc.DataProviderServiceServicer):
             age=facts.age,
             protected_identity=facts.protected_identity,
             guardian_ids=list(facts.guardian_ids),
+            ward_ids=list(facts.ward_ids),
         )
 
 
