@@ -7,15 +7,18 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker import db
 from broker._gen.tillit.audit.v1 import audit_pb2_grpc
 from broker._gen.tillit.consent.v1 import consent_pb2_grpc
 from broker._gen.tillit.exchange.v1 import exchange_pb2_grpc
-from broker.audit import AuditLog
+from broker.audit import ALLOW, AuditLog, AuditRecord
+from broker.bundle import build_bundle
 from broker.catalog import Catalog
 from broker.checkpoint import NoteSigner, NoteVerifier
 from broker.config import Settings
@@ -29,6 +32,7 @@ from broker.keys import (
     load_or_create_secret,
     load_or_create_signing_key,
 )
+from broker.models import AuditEntryRow
 from broker.opa_process import OpaProcess, find_opa
 from broker.pki import tls_files
 from broker.policy import PolicyEngine, policy_revision
@@ -51,6 +55,7 @@ from consent.tokens import IdTokenVerifier
 log = logging.getLogger(__name__)
 
 OPA_START_TIMEOUT = 30.0
+POLICY_CHANGE = "policy_change"
 
 
 def log_signer(settings: Settings) -> NoteSigner:
@@ -85,6 +90,24 @@ def receipt_signer(settings: Settings) -> ReceiptSigner:
     return signer
 
 
+async def check_policies(opa: str, policies: Path) -> str:
+    """``opa check --strict`` the policies; the compiler's complaint, or "" when they pass."""
+    proc = await asyncio.create_subprocess_exec(
+        opa,
+        "check",
+        "--strict",
+        "--ignore",
+        "*_test.rego",
+        "--ignore",
+        "testdata",
+        str(policies),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return "" if proc.returncode == 0 else out.decode(errors="replace")[:4000]
+
+
 async def wait_for_policy_engine(
     engine: PolicyEngine, process: OpaProcess | None, timeout: float
 ) -> None:
@@ -116,6 +139,8 @@ class Broker:
     _server: grpc.aio.Server | None = None
     _providers: ProviderClient | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _rejected: str = ""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
@@ -133,9 +158,10 @@ class Broker:
 
         url = s.opa.url
         if s.opa.mode == "local":
+            self.revision = await asyncio.to_thread(build_bundle, s.opa.policies, self._bundle)
             self.opa = OpaProcess(
                 find_opa(s.opa.binary),
-                s.opa.policies,
+                self._bundle,
                 tls_files(s.pki_dir, "opa"),
                 log_file=s.data_dir / "opa.log",
             )
@@ -146,10 +172,13 @@ class Broker:
         )
         await self.policy.open()
         await wait_for_policy_engine(self.policy, self.opa, OPA_START_TIMEOUT)
-        self.revision = policy_revision(s.opa.policies)
-        await self.policy.push_revision(self.revision)
         if self.opa is not None:
+            await self._wait_for_revision(self.revision)
             self._tasks.append(asyncio.create_task(self._supervise_opa(), name="opa-supervisor"))
+        else:
+            # An external OPA is loaded by its operator; we tell it the revision.
+            self.revision = policy_revision(s.opa.policies)
+            await self.policy.push_revision(self.revision)
 
         self._providers = ProviderClient(
             s.providers.addresses,
@@ -164,6 +193,9 @@ class Broker:
             batch_wait_ms=s.audit.batch_wait_ms,
         )
         await self.audit.start()
+        await self._record_policy(previous=await self._last_recorded_revision())
+        if s.opa.watch_interval > 0:
+            self._tasks.append(asyncio.create_task(self._watch_policy(), name="policy-watch"))
         self._tasks.append(
             asyncio.create_task(
                 self.audit.run_checkpoints(s.audit.checkpoint_interval, self._stopping),
@@ -212,6 +244,119 @@ class Broker:
         log.info("broker serving on port %d (policy %s)", self.port, self.revision[:19])
         return self.port
 
+    @property
+    def _bundle(self) -> Path:
+        return self.settings.data_dir / "opa" / "bundle.tar.gz"
+
+    async def _wait_for_revision(self, revision: str, timeout: float = OPA_START_TIMEOUT) -> None:
+        assert self.policy is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.02
+        while await self.policy.active_revision() != revision:
+            if loop.time() > deadline:
+                raise ConfigError(f"OPA did not activate policy revision {revision[:19]}")
+            await asyncio.sleep(delay)  # polling OPA's state, bounded by the deadline
+            delay = min(delay * 2, 0.25)
+
+    async def _last_recorded_revision(self) -> str:
+        assert self.audit is not None
+        async with self.audit.sessions() as session:
+            revision: str | None = await session.scalar(
+                sa.select(AuditEntryRow.policy_revision)
+                .where(AuditEntryRow.kind == POLICY_CHANGE)
+                .order_by(AuditEntryRow.idx.desc())
+                .limit(1)
+            )
+        return revision or ""
+
+    async def _record_policy(self, previous: str) -> None:
+        """Write the policy now in force to the audit log, if it is not the last one there."""
+        assert self.audit is not None
+        if previous == self.revision:
+            return
+        await self.audit.append(
+            AuditRecord(
+                kind=POLICY_CHANGE,
+                requester="tillit",
+                service="broker",
+                provider="opa",
+                dataset="",
+                subject_pseudonym="",
+                purpose="policy-administration",
+                legal_basis="",
+                case_reference="",
+                requested_fields=(),
+                released_fields=(),
+                decision=ALLOW,
+                policy_revision=self.revision,
+                details={"previous_revision": previous},
+            )
+        )
+        log.warning("policy revision %s now in force", self.revision[:19])
+
+    async def reload_policy(self) -> str:
+        """Swap in the policies folder as it is now; audit the change. Returns the revision.
+
+        OPA keeps deciding with the old revision until the new bundle is active,
+        and a bundle that does not load leaves the old one in force.
+        """
+        s = self.settings
+        async with self._reload_lock:
+            if s.opa.mode != "local":
+                revision = await asyncio.to_thread(policy_revision, s.opa.policies)
+                if revision != self.revision:
+                    assert self.policy is not None
+                    await self.policy.push_revision(revision)
+                    previous, self.revision = self.revision, revision
+                    await self._record_policy(previous)
+                return self.revision
+            revision = await asyncio.to_thread(policy_revision, s.opa.policies)
+            if revision in (self.revision, self._rejected):
+                return self.revision
+            assert self.opa is not None
+            problem = await check_policies(self.opa.binary, s.opa.policies)
+            if problem:
+                self._rejected = revision
+                log.error(
+                    "changed policies do not compile; revision %s stays in force:\n%s",
+                    self.revision[:19],
+                    problem,
+                )
+                return self.revision
+            await asyncio.to_thread(build_bundle, s.opa.policies, self._bundle)
+            try:
+                await self._wait_for_revision(revision, timeout=15)
+            except ConfigError:
+                log.error(
+                    "the changed policies did not load; revision %s stays in force",
+                    self.revision[:19],
+                )
+                return self.revision
+            previous, self.revision = self.revision, revision
+            await self._record_policy(previous)
+            return revision
+
+    async def _watch_policy(self) -> None:
+        """Reload when the policies folder changes (local) or keep an external OPA's revision."""
+        s = self.settings
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), s.opa.watch_interval)
+            if self._stopping.is_set():
+                return
+            try:
+                if s.opa.mode == "local":
+                    await self.reload_policy()
+                elif (
+                    self.policy is not None
+                    and await self.policy.healthy()
+                    and await self.policy.active_revision() != self.revision
+                ):
+                    await self.policy.push_revision(self.revision)
+            except Exception:
+                log.exception("policy watch failed")
+
     async def _supervise_opa(self) -> None:
         """Restart OPA if it dies; decisions fail closed until it is back."""
         assert self.opa is not None
@@ -224,7 +369,6 @@ class Broker:
             await self.opa.start()
             try:
                 await wait_for_policy_engine(self.policy, self.opa, OPA_START_TIMEOUT)
-                await self.policy.push_revision(self.revision)
             except Exception:
                 log.exception("OPA did not come back")
 

@@ -62,10 +62,23 @@ async def _until_signalled(stop: asyncio.Event) -> None:
     await stop.wait()
 
 
+def _pid_file(settings: Settings) -> Path:
+    return settings.data_dir / "broker.pid"
+
+
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     broker = Broker(settings)
+    reloads: set[asyncio.Task[str]] = set()
+
+    def reload() -> None:
+        task = asyncio.create_task(broker.reload_policy())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     try:
         port = await broker.start()
+        _pid_file(settings).write_text(f"{os.getpid()}\n")
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
         print(
             f"tillit broker serving on {settings.broker.listen.rsplit(':', 1)[0]}:{port}",
             flush=True,
@@ -73,6 +86,19 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         await _until_signalled(asyncio.Event())
     finally:
         await broker.stop()
+        _pid_file(settings).unlink(missing_ok=True)
+    return 0
+
+
+async def cmd_policy(settings: Settings, args: argparse.Namespace) -> int:
+    """Ask the running broker to load the policies folder as it is now (SIGHUP)."""
+    try:
+        pid = int(_pid_file(settings).read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError):
+        _print({"reloaded": False, "problem": f"no running broker for {settings.data_dir}"})
+        return 1
+    _print({"reloaded": True, "pid": pid, "note": "the change is written to the audit log"})
     return 0
 
 
@@ -242,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the broker")
     serve.set_defaults(func=cmd_serve)
+
+    policy = sub.add_parser("policy", help="the policies the broker decides with")
+    policy_sub = policy.add_subparsers(dest="action", required=True)
+    policy_sub.add_parser("reload", help="load the policies folder now (it is also watched)")
+    policy.set_defaults(func=cmd_policy)
 
     providers = sub.add_parser("providers", help="demo data-holding agencies")
     providers_sub = providers.add_subparsers(dest="action", required=True)

@@ -46,6 +46,9 @@ class OpaSettings:
     timeout_ms: int = 500
     # The policy decision to query.
     decision_path: str = "tillit/exchange/decision"
+    # Seconds between checks of the policies folder for changes (local mode; 0: off),
+    # and between checks that an external OPA still has the revision (external mode).
+    watch_interval: float = 2.0
 
 
 @dataclass(frozen=True)

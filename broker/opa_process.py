@@ -120,7 +120,11 @@ class OpaProcess:
         ]
         if self.watch:
             cmd.append("--watch")
-        cmd.append(str(self.policies))
+        if self.policies.is_file():
+            # A bundle file: activated as a whole, reloaded when renamed over.
+            cmd += ["--bundle", str(self.policies)]
+        else:
+            cmd.append(str(self.policies))
         return cmd
 
     async def start(self) -> None:

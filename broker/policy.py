@@ -204,6 +204,15 @@ class PolicyEngine:
         """Make OPA's decisions carry ``revision`` (``data.tillit.meta.revision``)."""
         await self._client.update_or_create_data({"revision": revision}, "tillit/meta")
 
+    async def active_revision(self) -> str:
+        """The revision OPA decides with now (``""`` when it has none)."""
+        try:
+            body = await self._client.get_data("tillit/meta/revision")
+        except Exception:
+            return ""
+        result = body.get("result") if isinstance(body, Mapping) else None
+        return result if isinstance(result, str) else ""
+
     async def healthy(self) -> bool:
         try:
             return bool(await self._client.check_health())

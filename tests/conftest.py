@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -65,14 +66,19 @@ class Stack:
 STACK_POPULATION = 2_000
 
 
-@pytest.fixture(scope="module")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("stack")
+@contextlib.asynccontextmanager
+async def running_stack(
+    data_dir: Path, *, policies: Path | None = None, watch_interval: float = 0.0
+) -> AsyncIterator[Stack]:
+    """Start agencies and a broker (with its own OPA) on loopback; stop them after."""
     settings = load_settings(env={})
     settings = replace(
         settings,
         broker=replace(settings.broker, data_dir=data_dir, listen="127.0.0.1:0"),
         providers=replace(settings.providers, population_size=STACK_POPULATION),
+        opa=replace(
+            settings.opa, policies=policies or settings.opa.policies, watch_interval=watch_interval
+        ),
     )
     init_pki(settings.pki_dir)
     ports: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
@@ -86,18 +92,26 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             stop=stop,
         )
     )
-    bound = await asyncio.wait_for(asyncio.shield(ports), 60)
-    settings = replace(
-        settings,
-        providers=replace(
-            settings.providers, addresses={a: f"127.0.0.1:{p}" for a, p in bound.items()}
-        ),
-    )
-    broker = Broker(settings)
+    broker: Broker | None = None
     try:
+        bound = await asyncio.wait_for(asyncio.shield(ports), 60)
+        settings = replace(
+            settings,
+            providers=replace(
+                settings.providers, addresses={a: f"127.0.0.1:{p}" for a, p in bound.items()}
+            ),
+        )
+        broker = Broker(settings)
         await broker.start()
         yield Stack(settings, broker, SyntheticPopulation(STACK_POPULATION))
     finally:
-        await broker.stop()
+        if broker is not None:
+            await broker.stop()
         stop.set()
         await providers
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    async with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
