@@ -17,14 +17,16 @@ _child if {
 	input.subject.age < _guardian_age
 }
 
-_problem contains [i, "GUARDIAN_CONSENT_REQUIRED"] if {
-	_child
+default _expected_giver := "subject"
+
+_expected_giver := "guardian" if _child
+
+_problem contains [i, _giver_problem] if {
+	_consent_failed
 	some i, record in _records
-	record.given_by != "guardian"
+	record.given_by != _expected_giver
 }
 
-_problem contains [i, "CONSENT_NOT_GIVEN_BY_SUBJECT"] if {
-	not _child
-	some i, record in _records
-	record.given_by != "subject"
-}
+default _giver_problem := "CONSENT_NOT_GIVEN_BY_SUBJECT"
+
+_giver_problem := "GUARDIAN_CONSENT_REQUIRED" if _child

@@ -34,12 +34,17 @@ _issue_ids[code] := sort({_records[issue[1]].id | some issue in _consent_issue; 
 	some [code, _] in _consent_issue
 }
 
-_consent_details["CONSENT_SCOPE_MISMATCH"] := sprintf("It differs in: %v.", [_list(sort(gaps))]) if {
-	gaps := {_scope_names[key] | some [i, key] in _scope_gap; i in _closest}
-	count(gaps) > 0
+_consent_details := {
+	"CONSENT_KIND_MISMATCH": sprintf("The purpose requires %v.", [_kind_name]),
+	"CONSENT_SCOPE_MISMATCH": sprintf("It differs in: %v.", [_list(sort(_closest_gaps))]),
 }
 
-_consent_details["CONSENT_KIND_MISMATCH"] := sprintf("The purpose requires %v.", [_kind_name])
+_closest_gaps contains object.get(_scope_names, key, key) if {
+	some [i, key] in _scope_gap
+	i in _closest
+}
+
+default _kind_name := "a record from the subject"
 
 _kind_name := object.get(_kind_names, _required_kind, _required_kind)
 
@@ -48,13 +53,26 @@ _records_phrase(ids) := sprintf("The record %v", [ids[0]]) if count(ids) == 1
 _records_phrase(ids) := sprintf("Each of the records %v", [_list(ids)]) if count(ids) > 1
 
 _deny contains _reason("CONSENT_MISSING", msg) if {
-	_required_kind
+	_consent_failed
 	count(_records) == 0
 	msg := sprintf("The purpose '%v' requires %v, and none is on record for this request.", [_purpose_id, _kind_name])
 }
 
+# Should no record-specific reason apply (the time of the request is unknown, say), the
+# denial still says why.
+_deny contains _reason("CONSENT_MISSING", msg) if {
+	_consent_failed
+	count(_records) > 0
+	count(_issue_ids) == 0
+	msg := sprintf(
+		"The purpose '%v' requires %v, and no record on file can be used for this request.",
+		[_purpose_id, _kind_name],
+	)
+}
+
 _deny contains _reason(code, msg) if {
 	some code, ids in _issue_ids
-	sentence := sprintf(_consent_templates[code], [_records_phrase(ids)])
+	template := object.get(_consent_templates, code, "%v does not meet the consent rules.")
+	sentence := sprintf(template, [_records_phrase(ids)])
 	msg := trim_space(concat(" ", [sentence, object.get(_consent_details, code, "")]))
 }

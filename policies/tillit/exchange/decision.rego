@@ -35,15 +35,20 @@ decision := object.union(
 # METADATA
 # title: Allow
 # description: True only when no deny reason applies.
+# scope: document
 default allow := false
 
-allow if count(_deny) == 0
+# The second condition is redundant with the consent reasons; it is kept as a second lock.
+allow if {
+	count(_deny) == 0
+	not _consent_failed
+}
 
 # METADATA
 # title: Reasons
 # description: Every deny reason, as {code, message, article}, sorted by code.
 reasons := [r |
-	some code in sort({r.code | some r in _deny})
+	some code in sort({reason.code | some reason in _deny})
 	some r in _deny
 	r.code == code
 ]
@@ -80,19 +85,28 @@ _articles := {
 	"UNKNOWN_PURPOSE": "GDPR Art. 5(1)(b)",
 }
 
-_reason(code, message) := {"code": code, "message": message, "article": _articles[code]}
+# A reason must never vanish for want of a table entry: that would turn a denial into an allow.
+_reason(code, message) := {"code": code, "message": message, "article": object.get(_articles, code, "GDPR Art. 5")}
+
+# Negating a call on an undefined value is not true in Rego (`not f(x)` fails when x is
+# undefined), so every lookup below goes through a defined value: `_request` is always an object.
+default _request := {}
+
+_request := input if _input_is_object
+
+_input_is_object if is_object(input)
 
 # Request values with a neutral fallback, so that messages stay defined for malformed input
 # (which is denied separately with INPUT_INVALID).
-_purpose_id := object.get(input, "purpose", "")
+_purpose_id := object.get(_request, "purpose", "")
 
-_dataset_id := object.get(input, "dataset", "")
+_dataset_id := object.get(_request, "dataset", "")
 
-_provider_id := object.get(input, "provider", "")
+_provider_id := object.get(_request, "provider", "")
 
-_agency_id := object.get(input, ["requester", "agency"], "")
+_agency_id := object.get(_request, ["requester", "agency"], "")
 
-_service_id := object.get(input, ["requester", "service"], "")
+_service_id := object.get(_request, ["requester", "service"], "")
 
 _purpose := data.tillit.registry.purposes[_purpose_id]
 
@@ -102,12 +116,13 @@ _agency := data.tillit.registry.agencies[_agency_id]
 
 _now := time.parse_rfc3339_ns(input.time)
 
-# Negating a call on an undefined value is not true in Rego, so test the time through a rule.
+# Tested through a rule for the same reason as `_request`.
 _time_known if is_number(_now)
 
 # "a, b and c" for messages.
 _list(items) := concat(", ", items) if count(items) < 2
 
-_list(items) := sprintf("%s and %s", [concat(", ", array.slice(items, 0, count(items) - 1)), items[count(items) - 1]]) if {
+_list(items) := sprintf("%s and %s", [concat(", ", array.slice(items, 0, last)), items[last]]) if {
 	count(items) > 1
+	last := count(items) - 1
 }

@@ -23,9 +23,9 @@ _legal_basis_problem := sprintf(
 	not _non_empty_string(object.get(_basis, "statute", null))
 } else := sprintf(
 	"The request cites '%v' as its legal basis, but the purpose '%v' rests on '%v'.",
-	[object.get(input, "legal_basis", ""), _purpose_id, _expected_citation],
+	[object.get(_request, "legal_basis", ""), _purpose_id, _expected_citation],
 ) if {
-	object.get(input, "legal_basis", "") != _expected_citation
+	object.get(_request, "legal_basis", "") != _expected_citation
 } else := sprintf(
 	"The purpose '%v' has no usable lawful basis in the registry.",
 	[_purpose_id],

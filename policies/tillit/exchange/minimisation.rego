@@ -24,7 +24,7 @@ _requested contains field if {
 }
 
 _allowed_for_purpose contains field if {
-	some field in _purpose.datasets[_dataset_id]
+	some field in object.get(_purpose.datasets, _dataset_id, [])
 	_dataset.fields[field]
 }
 
@@ -34,7 +34,7 @@ _releasable := _requested & _allowed_for_purpose
 # DATASET_NOT_ALLOWED_FOR_PURPOSE or UNKNOWN_DATASET already says why nothing may be released.
 _deny contains _reason("FIELDS_NOT_PERMITTED", msg) if {
 	_dataset
-	_purpose.datasets[_dataset_id]
+	_dataset_id in object.keys(_purpose.datasets)
 	count(excess_fields) > 0
 	msg := sprintf(
 		"The purpose '%v' does not need the fields %v from the dataset '%v'; ask only for what the purpose permits.",

@@ -10,7 +10,7 @@
 
 package tillit.exchange
 
-_protected_identity if object.get(input, ["subject", "protected_identity"], true) != false
+_protected_identity if object.get(_request, ["subject", "protected_identity"], true) != false
 
 _withheld contains field if {
 	_protected_identity

@@ -21,15 +21,16 @@ _deny contains _reason("REQUESTER_NOT_AUTHORISED", _requester_problem)
 _deny contains _reason("DATASET_NOT_ALLOWED_FOR_PURPOSE", msg) if {
 	_purpose
 	_dataset
-	not _purpose.datasets[_dataset_id]
+	not _dataset_allowed
 	msg := sprintf("The purpose '%v' does not allow data from the dataset '%v'.", [_purpose_id, _dataset_id])
 }
 
 _deny contains _reason("PROVIDER_MISMATCH", msg) if {
-	_dataset.provider != _provider_id
+	holder := object.get(_dataset, "provider", "no registered provider")
+	holder != _provider_id
 	msg := sprintf(
 		"The dataset '%v' is held by '%v', not by the provider asked ('%v').",
-		[_dataset_id, _dataset.provider, _provider_id],
+		[_dataset_id, holder, _provider_id],
 	)
 }
 
@@ -37,13 +38,21 @@ _requester_problem := sprintf(
 	"'%v' is not a registered e-service of the agency '%v'.",
 	[_service_id, _agency_id],
 ) if {
-	not _agency.services[_service_id]
+	not _requester_registered
 } else := sprintf(
 	"The e-service '%v' of '%v' is not registered for the purpose '%v'.",
 	[_service_id, _agency_id, _purpose_id],
 ) if {
 	_purpose
 	not _requester_listed
+}
+
+_dataset_allowed if {
+	_dataset_id in object.keys(_purpose.datasets)
+}
+
+_requester_registered if {
+	_service_id in object.keys(_agency.services)
 }
 
 _requester_listed if {

@@ -28,7 +28,10 @@ _deny contains _reason("SPECIAL_CATEGORY_BASIS_MISSING", msg) if {
 	count(_valid_explicit) == 0
 	categories := {_dataset.fields[field].special_category | some field in _special_fields}
 	msg := sprintf(
-		"The fields %v are special category data (%v). The purpose '%v' has no Art. 9(2) basis, and there is no valid explicit consent from the subject.",
+		concat(" ", [
+			"The fields %v are special category data (%v).",
+			"The purpose '%v' has no Art. 9(2) basis, and there is no valid explicit consent from the subject.",
+		]),
 		[_list(sort(_special_fields)), _list(sort(categories)), _purpose_id],
 	)
 }

@@ -8,28 +8,20 @@
 
 package tillit.exchange
 
-_transfers := data.tillit.registry.transfers
-
 _destinations contains upper(country) if {
-	some country in [
-		object.get(input, ["requester", "country"], null),
-		object.get(data.tillit.registry.agencies, [_agency_id, "country"], null),
-	]
+	country := _request.requester.country
 	is_string(country)
 }
 
-_eea contains country if some country in _transfers.eea_countries
-
-_adequate contains country if {
-	some country, adequacy in _transfers.adequate_countries
-	adequacy.covers_public_authorities == true
-}
+_destinations contains upper(_agency.country) if is_string(_agency.country)
 
 _inadequate contains country if {
 	some country in _destinations
-	not country in _eea
-	not country in _adequate
+	not data.tillit.registry.transfers.eea_countries[country]
+	not _adequate(country)
 }
+
+_adequate(country) if data.tillit.registry.transfers.adequate_countries[country].covers_public_authorities == true
 
 _deny contains _reason("TRANSFER_NOT_ADEQUATE", msg) if {
 	count(_destinations) == 0
