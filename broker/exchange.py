@@ -30,6 +30,7 @@ from broker.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
     PolicyDenied,
+    PolicyUnavailable,
     Reason,
     TillitError,
 )
@@ -240,8 +241,11 @@ class ExchangeService:
     ) -> None:
         """Audit a refusal that is not the policy's own denial, then raise it."""
         reason = Reason(error.reason, error.message)
-        await self._audit.append(self._record(ctx, DENY, reasons=(reason,), verdict=verdict))
+        entry = await self._audit.append(
+            self._record(ctx, DENY, reasons=(reason,), verdict=verdict)
+        )
         error.metadata.setdefault("decision_id", ctx.decision_id)
+        error.metadata.setdefault("audit_index", str(entry.index))
         raise error
 
     async def fetch(self, requester: Identity, raw: ExchangeRequest) -> ExchangeResult:
@@ -285,6 +289,13 @@ class ExchangeService:
                 metadata=metadata,
             )
         permitted = tuple(f for f in request.fields if f in set(verdict.permitted_fields))
+        if not permitted:
+            # Nothing to fetch: the provider must not even learn of the subject.
+            await self._refuse(
+                ctx,
+                PolicyUnavailable("the policy permitted no field that was requested"),
+                verdict,
+            )
         try:
             record = await self._providers.fetch(
                 dataset.provider,

@@ -39,8 +39,16 @@ class Decision:
     revision: str
 
 
+def _list(raw: Any, name: str) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError(f"{name} must be a list")
+    return raw
+
+
 def _reason(raw: Any) -> Reason:
-    if not isinstance(raw, Mapping) or not isinstance(raw.get("code"), str):
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("code"), str) or not raw["code"]:
         raise ValueError("reason without a code")
     return Reason(raw["code"], str(raw.get("message", "")), str(raw.get("article", "")))
 
@@ -85,7 +93,7 @@ def parse_decision(result: Any) -> Decision:
         revision = result.get("revision")
         if not isinstance(revision, str) or not revision:
             raise ValueError("the decision carries no policy revision")
-        reasons = tuple(_reason(r) for r in result.get("reasons") or [])
+        reasons = tuple(_reason(r) for r in _list(result.get("reasons"), "reasons"))
         if not allow and not reasons:
             raise ValueError("a denial must give a reason")
         consent_id = result.get("consent_id") or ""
@@ -98,7 +106,9 @@ def parse_decision(result: Any) -> Decision:
             excess_fields=_strings(result.get("excess_fields"), "excess_fields"),
             lawful_basis=_lawful_basis(result.get("lawful_basis")),
             consent_id=consent_id,
-            obligations=tuple(_obligation(o) for o in result.get("obligations") or []),
+            obligations=tuple(
+                _obligation(o) for o in _list(result.get("obligations"), "obligations")
+            ),
             revision=revision,
         )
     except (KeyError, ValueError, TypeError) as exc:
@@ -194,6 +204,9 @@ class PolicyEngine:
                 )
         except TimeoutError as exc:
             raise PolicyUnavailable("the policy engine did not answer in time") from exc
+        except aiohttp.ClientResponseError as exc:
+            # OPA answered with an error (e.g. a rule conflict): no decision.
+            raise PolicyUnavailable("the policy engine could not evaluate the policy") from exc
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise PolicyUnavailable("the policy engine is unreachable") from exc
         if not isinstance(response, Mapping) or "result" not in response:

@@ -7,6 +7,7 @@ register). Any other attempt is refused and written to the audit log.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -123,7 +124,13 @@ class ConsentService:
     async def subjects(self, token: str) -> list[SubjectRef]:
         """The signed-in citizen and the children they may act for."""
         citizen = self._tokens.verify(token)
-        facts = await self._facts(citizen.subject_id)
+        try:
+            facts = await self._facts(citizen.subject_id)
+        except NotFound:
+            # Not in the population register: they can still act for themselves.
+            facts = SubjectFacts(
+                personnummer.age_on(citizen.subject_id, dt.date.today()), False, ()
+            )
         refs = [SubjectRef(citizen.subject_id, "self", facts.age)]
         for ward in facts.ward_ids:
             ward_facts = await self._facts(ward)
