@@ -20,8 +20,10 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from broker import personnummer
 from broker.audit import ALLOW, DENY, AuditLog, AuditRecord
@@ -133,6 +135,18 @@ def validate_request(catalog: Catalog, request: ExchangeRequest) -> ExchangeRequ
     )
 
 
+_idempotency = IdempotencyRow.__table__
+_PREVIOUS = sa.select(
+    _idempotency.c.fingerprint,
+    _idempotency.c.audit_index,
+    _idempotency.c.decision_id,
+    _idempotency.c.data_digest,
+).where(
+    _idempotency.c.requester == sa.bindparam("requester"),
+    _idempotency.c.key == sa.bindparam("key"),
+)
+
+
 class ExchangeService:
     """The broker's core: decide, fetch, audit, answer."""
 
@@ -155,15 +169,16 @@ class ExchangeService:
         self._audit = audit
         self._pseudonymiser = pseudonymiser
         self._sessions = sessions
+        self._engine: AsyncEngine = sessions.kw["bind"]
         self._country = country
 
-    async def _previous(
-        self, requester: Identity, request: ExchangeRequest
-    ) -> IdempotencyRow | None:
-        async with self._sessions() as session:
-            row: IdempotencyRow | None = await session.get(
-                IdempotencyRow, (str(requester), request.idempotency_key)
+    async def _previous(self, requester: Identity, request: ExchangeRequest) -> Any:
+        """The exchange this idempotency key first produced, if any (a Core row)."""
+        async with self._engine.connect() as connection:
+            result = await connection.execute(
+                _PREVIOUS, {"requester": str(requester), "key": request.idempotency_key}
             )
+            row = result.first()
         if row is not None and row.fingerprint != request.fingerprint():
             raise IdempotencyKeyReused(
                 "this idempotency key was already used for a different request"
