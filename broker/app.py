@@ -47,6 +47,7 @@ from broker.servicers import (
     ConsentServicer,
     ExchangeServicer,
 )
+from broker.shredding import EpochKeyring
 from consent.receipts import ReceiptSigner, write_jwks
 from consent.service import ConsentService
 from consent.store import ConsentStore
@@ -149,7 +150,12 @@ class Broker:
         self._engine = db.make_engine(s.database_url)
         sessions = db.sessionmaker(self._engine)
         pseudonymiser = self.pseudonymiser = Pseudonymiser(
-            await asyncio.to_thread(load_or_create_secret, s.keys_dir / "pseudonym.key")
+            await asyncio.to_thread(load_or_create_secret, s.keys_dir / "pseudonym.key"),
+            epochs=await asyncio.to_thread(
+                EpochKeyring.open,
+                s.keys_dir / "pseudonym",
+                retention_days=s.audit.retention_days,
+            ),
         )
         catalog = Catalog.load(s.opa.policies / "tillit" / "registry" / "datasets" / "data.json")
         broker_tls = tls_files(s.pki_dir, "broker")
@@ -270,10 +276,11 @@ class Broker:
             )
         return revision or ""
 
-    async def _record_policy(self, previous: str) -> None:
+    async def _record_policy(self, previous: str, revision: str | None = None) -> None:
         """Write the policy now in force to the audit log, if it is not the last one there."""
         assert self.audit is not None
-        if previous == self.revision:
+        revision = revision or self.revision
+        if previous == revision:
             return
         await self.audit.append(
             AuditRecord(
@@ -289,11 +296,11 @@ class Broker:
                 requested_fields=(),
                 released_fields=(),
                 decision=ALLOW,
-                policy_revision=self.revision,
+                policy_revision=revision,
                 details={"previous_revision": previous},
             )
         )
-        log.warning("policy revision %s now in force", self.revision[:19])
+        log.warning("policy revision %s now in force", revision[:19])
 
     async def reload_policy(self) -> str:
         """Swap in the policies folder as it is now; audit the change. Returns the revision.
@@ -308,8 +315,8 @@ class Broker:
                 if revision != self.revision:
                     assert self.policy is not None
                     await self.policy.push_revision(revision)
-                    previous, self.revision = self.revision, revision
-                    await self._record_policy(previous)
+                    await self._record_policy(self.revision, revision)
+                    self.revision = revision
                 return self.revision
             revision = await asyncio.to_thread(policy_revision, s.opa.policies)
             if revision in (self.revision, self._rejected):
@@ -333,8 +340,9 @@ class Broker:
                     self.revision[:19],
                 )
                 return self.revision
-            previous, self.revision = self.revision, revision
-            await self._record_policy(previous)
+            # Audit first, then publish: whoever sees the new revision finds its entry.
+            await self._record_policy(self.revision, revision)
+            self.revision = revision
             return revision
 
     async def _watch_policy(self) -> None:

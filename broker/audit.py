@@ -11,6 +11,10 @@ checkpoint covering entries that are not stored.
 Appends are group-committed: one writer task takes every entry queued while the
 previous commit was in flight and makes them durable in a single transaction;
 each ``append`` returns only after its own commit succeeded.
+
+``verify_log`` recomputes the whole log from the stored rows (Core rows, no ORM
+objects, so a million entries verify in seconds) against every signed
+checkpoint in the store and any the caller trusts from elsewhere (a witness).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import re
+import secrets
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -79,6 +85,25 @@ class AuditEntry:
     leaf_hash: bytes
 
 
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def time_ordered_id(time: dt.datetime) -> str:
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then 74 random bits.
+
+    Entry ids made in time order land next to each other in the unique index, so appends
+    touch the same few index pages however large the log grows (random UUIDv4s would touch
+    one random page per entry).
+    """
+    ms = int(time.timestamp() * 1000) & ((1 << 48) - 1)
+    rand = secrets.randbits(74)
+    value = (
+        (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    )
+    return str(uuid.UUID(int=value))
+
+
 def _time_text(time: dt.datetime) -> str:
     return time.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -116,7 +141,8 @@ def canonical_entry(index: int, entry_id: str, time: dt.datetime, record: AuditR
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _row_values(entry: AuditEntry) -> dict[str, Any]:
+def row_values(entry: AuditEntry) -> dict[str, Any]:
+    """The ``audit_entries`` column values of ``entry``."""
     r = entry.record
     return {
         "idx": entry.index,
@@ -174,6 +200,13 @@ def entry_from_row(row: Any) -> AuditEntry:
 
 @dataclass(frozen=True)
 class EntryFilter:
+    """Which entries to list or export; empty fields match everything.
+
+    ``start`` is inclusive and ``end`` exclusive. ``subject_pseudonyms`` matches
+    any of several pseudonyms: one subject has one per live pseudonym key epoch
+    (``Pseudonymiser.pseudonyms``).
+    """
+
     subject_pseudonym: str = ""
     requester: str = ""
     purpose: str = ""
@@ -181,6 +214,32 @@ class EntryFilter:
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     kind: str = ""
+    subject_pseudonyms: tuple[str, ...] = ()
+    dataset: str = ""
+
+    def where(self) -> list[sa.ColumnElement[bool]]:
+        """The SQL conditions of this filter."""
+        table = AuditEntryRow
+        conditions: list[sa.ColumnElement[bool]] = []
+        pseudonyms = [p for p in (self.subject_pseudonym, *self.subject_pseudonyms) if p]
+        if len(pseudonyms) == 1:
+            conditions.append(table.subject_pseudonym == pseudonyms[0])
+        elif pseudonyms:
+            conditions.append(table.subject_pseudonym.in_(pseudonyms))
+        for column, value in (
+            (table.requester, self.requester),
+            (table.purpose, self.purpose),
+            (table.decision, self.decision),
+            (table.kind, self.kind),
+            (table.dataset, self.dataset),
+        ):
+            if value:
+                conditions.append(column == value)
+        if self.start is not None:
+            conditions.append(table.time >= self.start)
+        if self.end is not None:
+            conditions.append(table.time < self.end)
+        return conditions
 
 
 def encode_page_token(index: int) -> str:
@@ -215,6 +274,7 @@ class AuditLog:
         origin: str,
         batch_max: int = 256,
         batch_wait_ms: float = 0.0,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self._sessions = sessions
         self.sessions = sessions
@@ -226,6 +286,8 @@ class AuditLog:
         self._frontier = merkle.Frontier()
         self._writer: asyncio.Task[None] | None = None
         self._checkpoint_lock = asyncio.Lock()
+        # Injected in tests to place entries in time; always timezone-aware.
+        self._clock = clock or _utcnow
         self.commits = 0
 
     @property
@@ -301,17 +363,17 @@ class AuditLog:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         frontier = self._frontier.copy()
-        now = dt.datetime.now(dt.UTC)
+        now = self._clock()
         entries = []
         for pending in batch:
             index = frontier.size
-            entry_id = str(uuid.uuid4())
+            entry_id = time_ordered_id(now)
             leaf = merkle.leaf_hash(canonical_entry(index, entry_id, now, pending.record))
             frontier.append(leaf)
             entries.append(AuditEntry(index, entry_id, now, pending.record, leaf))
         try:
             async with self._sessions() as session, session.begin():
-                await session.execute(sa.insert(AuditEntryRow), [_row_values(e) for e in entries])
+                await session.execute(sa.insert(AuditEntryRow), [row_values(e) for e in entries])
                 state = {
                     "id": 1,
                     "size": frontier.size,
@@ -394,9 +456,7 @@ class AuditLog:
             note = sign_checkpoint(Checkpoint(self.origin, size, root), self._signer).decode()
             async with self._sessions() as session, session.begin():
                 session.add(
-                    CheckpointRow(
-                        size=size, root_hash=root, note=note, created_at=dt.datetime.now(dt.UTC)
-                    )
+                    CheckpointRow(size=size, root_hash=root, note=note, created_at=self._clock())
                 )
             return note, size, root
 
@@ -431,28 +491,37 @@ class AuditLog:
     ) -> tuple[list[AuditEntry], str]:
         """Entries in log order matching ``flt``; returns (page, next page token)."""
         page_size = max(1, min(page_size or 100, 1000))
-        query = sa.select(AuditEntryRow).order_by(AuditEntryRow.idx).limit(page_size + 1)
-        if page_token:
-            query = query.where(AuditEntryRow.idx > decode_page_token(page_token))
-        if flt.subject_pseudonym:
-            query = query.where(AuditEntryRow.subject_pseudonym == flt.subject_pseudonym)
-        if flt.requester:
-            query = query.where(AuditEntryRow.requester == flt.requester)
-        if flt.purpose:
-            query = query.where(AuditEntryRow.purpose == flt.purpose)
-        if flt.decision:
-            query = query.where(AuditEntryRow.decision == flt.decision)
-        if flt.kind:
-            query = query.where(AuditEntryRow.kind == flt.kind)
-        if flt.start is not None:
-            query = query.where(AuditEntryRow.time >= flt.start)
-        if flt.end is not None:
-            query = query.where(AuditEntryRow.time < flt.end)
-        async with self._sessions() as session:
-            rows = list((await session.scalars(query)).all())
-        entries = [entry_from_row(r) for r in rows[:page_size]]
-        token = encode_page_token(entries[-1].index) if len(rows) > page_size else ""
+        after = decode_page_token(page_token) if page_token else -1
+        entries, more = await self._page(flt, after, page_size)
+        token = encode_page_token(entries[-1].index) if more else ""
         return entries, token
+
+    async def _page(
+        self, flt: EntryFilter, after: int, limit: int
+    ) -> tuple[list[AuditEntry], bool]:
+        query = (
+            sa.select(AuditEntryRow)
+            .where(AuditEntryRow.idx > after, *flt.where())
+            .order_by(AuditEntryRow.idx)
+            .limit(limit + 1)
+        )
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [entry_from_row(r) for r in rows[:limit]], len(rows) > limit
+
+    async def export(self, flt: EntryFilter, batch: int = 500) -> AsyncIterator[list[AuditEntry]]:
+        """Every entry matching ``flt`` in log order, ``batch`` at a time.
+
+        Pages by index, so a long export holds no transaction open.
+        """
+        after = -1
+        while True:
+            entries, more = await self._page(flt, after, max(1, batch))
+            if entries:
+                yield entries
+                after = entries[-1].index
+            if not more:
+                return
 
     async def _leaves(self, start: int, end: int) -> list[bytes]:
         async with self._sessions() as session:
@@ -485,108 +554,310 @@ class AuditLog:
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """What ``verify_log`` found: the recomputed tree and, if bad, where it broke."""
+
     ok: bool
     size: int
     root: bytes
     first_bad_index: int | None = None
     problem: str = ""
     checkpoints: int = 0
+    # The largest signed checkpoint checked (stored or trusted), and how many
+    # entries past it are covered only by the unsigned tree state.
+    latest_checkpoint_size: int = 0
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def unsigned_entries(self) -> int:
+        return max(0, self.size - self.latest_checkpoint_size)
 
 
-async def _stream_rows(session: AsyncSession) -> AsyncIterator[Any]:
-    result = await session.stream(
-        sa.select(AuditEntryRow.__table__)
-        .order_by(AuditEntryRow.idx)
-        .execution_options(yield_per=5000)
+@dataclass(frozen=True)
+class _Anchor:
+    """A signed checkpoint to check the recomputed tree against, and where it came from."""
+
+    checkpoint: Checkpoint
+    source: str
+
+
+# The columns a leaf is computed from, in ``_canonical_from_raw``'s order. Selected
+# with plain types: no JSON or datetime result processing, no ORM objects.
+_VERIFY_COLUMNS = (
+    "idx",
+    "entry_id",
+    "time",
+    "kind",
+    "requester",
+    "service",
+    "provider",
+    "dataset",
+    "subject_pseudonym",
+    "purpose",
+    "legal_basis",
+    "case_reference",
+    "requested_fields",
+    "released_fields",
+    "decision",
+    "reasons",
+    "policy_revision",
+    "decision_id",
+    "consent_id",
+    "data_digest",
+    "details",
+    "leaf_hash",
+)
+_RAW_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
+    "idx": sa.BigInteger(),
+    "time": sa.String(),
+    "requested_fields": sa.String(),
+    "released_fields": sa.String(),
+    "reasons": sa.String(),
+    "details": sa.String(),
+    "leaf_hash": sa.LargeBinary(),
+}
+_VERIFY_BATCH = 10_000
+
+
+def _raw_select() -> sa.Select[Any]:
+    table = AuditEntryRow.__table__
+    columns = [
+        sa.type_coerce(table.c[name], _RAW_TYPES.get(name, sa.String())).label(name)
+        for name in _VERIFY_COLUMNS
+    ]
+    return sa.select(*columns).order_by(table.c.idx)
+
+
+def _json_value(value: Any) -> Any:
+    # SQLite hands JSON columns back as text; other drivers may decode them already.
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _raw_time(value: Any) -> str:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if not isinstance(value, dt.datetime):
+        raise TypeError("time is not a timestamp")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return _time_text(value)
+
+
+def _generic_from_raw(row: Sequence[Any]) -> bytes:
+    """``canonical_entry`` of a raw ``_VERIFY_COLUMNS`` row, by the book (any driver types)."""
+    details = _json_value(row[20])
+    document = {
+        "v": ENCODING_VERSION,
+        "index": row[0],
+        "entry_id": row[1],
+        "time": _raw_time(row[2]),
+        "kind": row[3],
+        "requester": row[4],
+        "service": row[5],
+        "provider": row[6],
+        "dataset": row[7],
+        "subject": row[8],
+        "purpose": row[9],
+        "legal_basis": row[10],
+        "case_reference": row[11],
+        "requested_fields": list(_json_value(row[12])),
+        "released_fields": list(_json_value(row[13])),
+        "decision": row[14],
+        "reasons": [[x["code"], x["message"], x.get("article", "")] for x in _json_value(row[15])],
+        "policy_revision": row[16],
+        "decision_id": row[17],
+        "consent_id": row[18],
+        "data_digest": row[19],
+        "details": dict(sorted(details.items())),
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# SQLAlchemy's SQLite DATETIME text, as the log writes it (UTC, always microseconds).
+_SQLITE_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}")
+_esc = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) quotes strings with
+_encode_nested = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _strings(values: Sequence[str]) -> str:
+    return "[" + ",".join([_esc(v) for v in values]) + "]"
+
+
+def _fast_from_raw(row: Sequence[Any]) -> bytes:
+    """``_generic_from_raw`` for SQLite's text columns, written out key by key (sorted).
+
+    About twice as fast as building and dumping a dict; raises on anything it does
+    not expect, and the caller falls back to the generic path.
+    """
+    time = row[2]
+    if _SQLITE_TIME.fullmatch(time) is None:
+        raise ValueError("not SQLite's time text")
+    requested, released, reasons, details = json.loads(f"[{row[12]},{row[13]},{row[15]},{row[20]}]")
+    reasons_text = ",".join(
+        [f"[{_esc(x['code'])},{_esc(x['message'])},{_esc(x.get('article', ''))}]" for x in reasons]
     )
-    async for row in result:
-        yield row
+    if all(type(v) is str for v in details.values()):
+        details_text = "{" + ",".join([f"{_esc(k)}:{_esc(details[k])}" for k in sorted(details)])
+        details_text += "}"
+    else:
+        details_text = _encode_nested(details)
+    if type(row[0]) is not int:
+        raise TypeError("index is not an integer")
+    return (
+        f'{{"case_reference":{_esc(row[11])},"consent_id":{_esc(row[18])},'
+        f'"data_digest":{_esc(row[19])},"dataset":{_esc(row[7])},"decision":{_esc(row[14])},'
+        f'"decision_id":{_esc(row[17])},"details":{details_text},"entry_id":{_esc(row[1])},'
+        f'"index":{row[0]},"kind":{_esc(row[3])},"legal_basis":{_esc(row[10])},'
+        f'"policy_revision":{_esc(row[16])},"provider":{_esc(row[6])},"purpose":{_esc(row[9])},'
+        f'"reasons":[{reasons_text}],"released_fields":{_strings(released)},'
+        f'"requested_fields":{_strings(requested)},"requester":{_esc(row[4])},'
+        f'"service":{_esc(row[5])},"subject":{_esc(row[8])},'
+        f'"time":"{time[:10]}T{time[11:]}Z","v":{ENCODING_VERSION}}}'
+    ).encode()
+
+
+def _canonical_from_raw(row: Sequence[Any]) -> bytes:
+    """``canonical_entry`` of a raw ``_VERIFY_COLUMNS`` row, without building an entry.
+
+    Produces exactly the bytes ``canonical_entry`` does for the same stored values (the
+    tests hold the three encoders together). Raises if the row cannot be read.
+    """
+    try:
+        return _fast_from_raw(row)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return _generic_from_raw(row)
+
+
+async def _anchors(
+    session: AsyncSession, verifier: NoteVerifier, origin: str, trusted: Iterable[str | bytes]
+) -> tuple[list[_Anchor], str]:
+    """Every checkpoint to check against, by size; or a problem with one of them."""
+    anchors: list[_Anchor] = []
+    rows: Sequence[CheckpointRow] = (
+        await session.scalars(sa.select(CheckpointRow).order_by(CheckpointRow.size))
+    ).all()
+    for row in rows:
+        try:
+            cp = open_checkpoint(row.note.encode(), verifier, origin=origin)
+        except CheckpointError as exc:
+            return [], f"stored checkpoint {row.id} is not validly signed: {exc}"
+        if cp.size != row.size or cp.root != bytes(row.root_hash):
+            return [], f"stored checkpoint {row.id} does not match its signed note"
+        anchors.append(_Anchor(cp, f"stored checkpoint {row.id}"))
+    for i, note in enumerate(trusted):
+        raw = note.encode() if isinstance(note, str) else note
+        try:
+            cp = open_checkpoint(raw, verifier, origin=origin)
+        except CheckpointError as exc:
+            return [], f"trusted checkpoint {i} is not validly signed: {exc}"
+        anchors.append(_Anchor(cp, f"trusted checkpoint {i}"))
+    anchors.sort(key=lambda a: a.checkpoint.size)
+    return anchors, ""
 
 
 async def verify_log(
-    sessions: async_sessionmaker[AsyncSession], verifier: NoteVerifier
+    sessions: async_sessionmaker[AsyncSession],
+    verifier: NoteVerifier,
+    *,
+    trusted: Iterable[str | bytes] = (),
+    origin: str | None = None,
 ) -> VerifyResult:
-    """Recompute every leaf and the root; check signed checkpoints and the tree state.
+    """Recompute every leaf and the root; check them against every signed checkpoint.
 
-    Reports the first entry found bad. An entry edited in place is named exactly
-    (its content no longer matches its leaf hash); a history recomputed
-    wholesale is caught by the signed checkpoints, and named as the first
-    entry after the last checkpoint that still matches.
+    Checkpoints come from the store and from ``trusted`` (signed notes kept
+    outside it, e.g. by a witness), all verified with ``verifier`` for the log
+    ``origin`` (default: the key's name). Reports the first entry found bad:
+    an entry edited in place is named exactly (its content no longer matches
+    its leaf hash); a gap or a moved entry by the index where the sequence
+    breaks; a history recomputed wholesale by the first entry after the last
+    checkpoint that still matches. Without any checkpoint only the internal
+    consistency of rows and tree state can be checked; the result says so.
     """
+    origin = verifier.name if origin is None else origin
     async with sessions() as session:
-        cp_rows: Sequence[CheckpointRow] = (
-            await session.scalars(sa.select(CheckpointRow).order_by(CheckpointRow.size))
-        ).all()
+        anchors, problem = await _anchors(session, verifier, origin, trusted)
+        if problem:
+            return VerifyResult(False, 0, merkle.EMPTY_ROOT, 0, problem)
         state = await session.get(TreeStateRow, 1)
-        checkpoints: list[Checkpoint] = []
-        for row in cp_rows:
-            try:
-                cp = open_checkpoint(row.note.encode(), verifier)
-            except CheckpointError as exc:
-                return VerifyResult(
-                    False, 0, b"", 0, f"checkpoint {row.id} is not validly signed: {exc}"
-                )
-            checkpoints.append(cp)
-        frontier = merkle.Frontier()
-        pending = iter(checkpoints)
-        next_cp = next(pending, None)
-        good_upto = 0
-        async for row in _stream_rows(session):
+        result, frontier = await _recompute(session, anchors)
+    if not result.ok:
+        return result
+    size = result.size
+    if state is None:
+        stored_size, stored_frontier = 0, []
+    else:
+        stored_size, stored_frontier = state.size, [bytes.fromhex(h) for h in state.frontier]
+    if stored_size != size or stored_frontier != frontier.hashes():
+        return replace(
+            result,
+            ok=False,
+            first_bad_index=min(size, stored_size),
+            problem=f"the stored tree state ({stored_size} entries) does not match the "
+            f"{size} stored entries",
+        )
+    warnings: list[str] = []
+    if not anchors and size:
+        warnings.append(
+            "no signed checkpoint to check against: only the rows' own consistency was "
+            "verified (check against a witness's checkpoint)"
+        )
+    elif result.unsigned_entries:
+        warnings.append(
+            f"{result.unsigned_entries} entries after the latest checkpoint are not yet signed"
+        )
+    return replace(result, warnings=tuple(warnings))
+
+
+async def _recompute(
+    session: AsyncSession, anchors: Sequence[_Anchor]
+) -> tuple[VerifyResult, merkle.Frontier]:
+    """Stream the rows in index order, rehash each and check the anchors as the tree grows."""
+    frontier = merkle.Frontier()
+    append = frontier.append
+    leaf_of = merkle.leaf_hash
+    pending = iter(anchors)
+    anchor = next(pending, None)
+    good_upto = 0
+    latest = 0
+    count = len(anchors)
+
+    def bad(index: int, problem: str) -> tuple[VerifyResult, merkle.Frontier]:
+        return (
+            VerifyResult(False, frontier.size, frontier.root(), index, problem, count, latest),
+            frontier,
+        )
+
+    while anchor is not None and anchor.checkpoint.size == 0:
+        if anchor.checkpoint.root != merkle.EMPTY_ROOT:
+            return bad(0, f"the {anchor.source} of the empty tree has a wrong root")
+        anchor = next(pending, None)
+    result = await session.stream(_raw_select().execution_options(yield_per=_VERIFY_BATCH))
+    async for rows in result.partitions():
+        for row in rows:
             index = frontier.size
-            if row.idx != index:
-                problem = (
-                    f"entry {index} is missing"
-                    if row.idx > index
-                    else f"entry {row.idx} appears out of order"
-                )
-                return VerifyResult(False, index, frontier.root(), index, problem, len(checkpoints))
-            entry = entry_from_row(row)
-            leaf = merkle.leaf_hash(
-                canonical_entry(index, entry.entry_id, entry.time, entry.record)
-            )
-            if leaf != entry.leaf_hash:
-                return VerifyResult(
-                    False,
-                    index,
-                    frontier.root(),
-                    index,
-                    f"entry {index} does not match its leaf hash (altered)",
-                    len(checkpoints),
-                )
-            frontier.append(leaf)
-            while next_cp is not None and next_cp.size == frontier.size:
-                if next_cp.root != frontier.root():
-                    return VerifyResult(
-                        False,
-                        frontier.size,
-                        frontier.root(),
+            if row[0] != index:
+                if row[0] > index:
+                    return bad(index, f"entry {index} is missing")
+                return bad(index, f"entry {row[0]} appears out of order")
+            try:
+                leaf = leaf_of(_canonical_from_raw(row))
+            except (TypeError, ValueError, KeyError, AttributeError):
+                return bad(index, f"entry {index} cannot be read (altered)")
+            if leaf != row[21]:
+                return bad(index, f"entry {index} does not match its leaf hash (altered)")
+            append(leaf)
+            while anchor is not None and anchor.checkpoint.size == frontier.size:
+                if anchor.checkpoint.root != frontier.root():
+                    return bad(
                         good_upto,
-                        f"entries {good_upto}..{frontier.size - 1} do not match the signed "
-                        f"checkpoint of size {next_cp.size} (history rewritten)",
-                        len(checkpoints),
+                        f"entries {good_upto}..{frontier.size - 1} do not match the "
+                        f"{anchor.source} of size {anchor.checkpoint.size} (history rewritten)",
                     )
-                good_upto = frontier.size
-                next_cp = next(pending, None)
-        size, root = frontier.size, frontier.root()
-        if next_cp is not None:
-            return VerifyResult(
-                False,
-                size,
-                root,
-                size,
-                f"a signed checkpoint covers {next_cp.size} entries but only {size} are stored "
-                "(entries removed)",
-                len(checkpoints),
-            )
-        if state is not None and (
-            state.size != size or [bytes.fromhex(h) for h in state.frontier] != frontier.hashes()
-        ):
-            return VerifyResult(
-                False,
-                size,
-                root,
-                min(size, state.size),
-                "the stored tree state does not match the entries",
-                len(checkpoints),
-            )
-    return VerifyResult(True, size, root, None, "", len(checkpoints))
+                good_upto = latest = frontier.size
+                anchor = next(pending, None)
+    if anchor is not None:
+        return bad(
+            frontier.size,
+            f"the {anchor.source} covers {anchor.checkpoint.size} entries but only "
+            f"{frontier.size} are stored (entries removed)",
+        )
+    return VerifyResult(True, frontier.size, frontier.root(), None, "", count, latest), frontier

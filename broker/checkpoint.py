@@ -110,7 +110,8 @@ class NoteVerifier:
     @classmethod
     def from_verifier_key(cls, vkey: str) -> NoteVerifier:
         """Parse a verifier key ``<name>+<hex key ID>+<base64(0x01 || public key)>``."""
-        parts = vkey.split("+")
+        # Names hold no "+", but the base64 key may: split off name and ID only (as Go does).
+        parts = vkey.split("+", 2)
         if len(parts) != 3:
             raise CheckpointError("a verifier key is <name>+<key ID>+<key>")
         name, key_id_hex, key_b64 = parts

@@ -7,7 +7,8 @@ who may call what is decided once, by ``AUTHZ`` and ``rpc.AuthzInterceptor``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
 
 import grpc
 
@@ -15,7 +16,7 @@ from broker import convert, personnummer
 from broker._gen.tillit.audit.v1 import audit_pb2, audit_pb2_grpc
 from broker._gen.tillit.consent.v1 import consent_pb2, consent_pb2_grpc
 from broker._gen.tillit.exchange.v1 import exchange_pb2, exchange_pb2_grpc
-from broker.audit import AuditLog, verify_log
+from broker.audit import ALLOW, DENY, AuditEntry, AuditLog, EntryFilter, verify_log
 from broker.catalog import Catalog
 from broker.checkpoint import NoteVerifier
 from broker.errors import InvalidRequest, NotFound
@@ -148,9 +149,24 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    """The DPO's side: search, export, verify and prove the audit log."""
+
+    EXPORT_BATCH = 500
+    _DECISIONS: ClassVar[dict[int, str]] = {
+        audit_pb2.DECISION_ALLOW: ALLOW,
+        audit_pb2.DECISION_DENY: DENY,
+    }
+
     def __init__(self, log: AuditLog, verifier: NoteVerifier) -> None:
         self._log = log
         self._verifier = verifier
+
+    @staticmethod
+    def _entry(entry: AuditEntry) -> audit_pb2.AuditEntry:
+        # Details are part of the leaf; with them a caller can re-hash the entry.
+        message = convert.audit_entry_to_pb(entry)
+        message.details.update({k: str(v) for k, v in entry.record.details.items()})
+        return message
 
     async def ListEntries(
         self, request: audit_pb2.ListEntriesRequest, context: Context
@@ -159,8 +175,26 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             convert.entry_filter_from_pb(request), request.page_size, request.page_token
         )
         return audit_pb2.ListEntriesResponse(
-            entries=[convert.audit_entry_to_pb(e) for e in entries], next_page_token=token
+            entries=[self._entry(e) for e in entries], next_page_token=token
         )
+
+    async def ExportEntries(
+        self, request: audit_pb2.ExportEntriesRequest, context: Context
+    ) -> AsyncIterator[audit_pb2.ExportEntriesResponse]:
+        start = request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None
+        end = request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None
+        if start is not None and end is not None and start >= end:
+            raise InvalidRequest("start_time must be before end_time", reason="INVALID_TIME_RANGE")
+        flt = EntryFilter(
+            requester=request.requester,
+            purpose=request.purpose,
+            dataset=request.dataset,
+            decision=self._DECISIONS.get(request.decision, ""),
+            start=start,
+            end=end,
+        )
+        async for batch in self._log.export(flt, self.EXPORT_BATCH):
+            yield audit_pb2.ExportEntriesResponse(entries=[self._entry(e) for e in batch])
 
     async def VerifyLog(
         self, request: audit_pb2.VerifyLogRequest, context: Context

@@ -220,7 +220,8 @@ class ConsentService:
     ) -> tuple[Sequence[AuditEntry], str]:
         """Every exchange that involved the subject's data, found by its pseudonym."""
         actor = await self.authorise(token, subject_id, "access_events")
-        pseudonym = self._pseudonymiser.pseudonym(actor.subject_id)
+        # One pseudonym per live key epoch: events from every month still linkable.
+        pseudonyms = tuple(self._pseudonymiser.pseudonyms(actor.subject_id))
         return await self._audit.list_entries(
-            EntryFilter(subject_pseudonym=pseudonym, kind="exchange"), page_size, page_token
+            EntryFilter(subject_pseudonyms=pseudonyms, kind="exchange"), page_size, page_token
         )
