@@ -115,3 +115,8 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y chromium; \
 	fi
 test-python: browser
+
+# Audit log at scale: appends/s at size 0 and 1,000,000, and `tillit audit verify` over 1M.
+.PHONY: bench-audit
+bench-audit: gen
+	$(BIN)/python -m tests.bench.audit_bench

@@ -5,8 +5,10 @@
     tillit providers serve                run the three demo data-holding agencies
     tillit fetch ...                      call the exchange as an e-service would
     tillit consent grant|withdraw|list|events
-    tillit audit list|verify|checkpoint
+    tillit audit list|verify|checkpoint|prove|witness|vkey|export|report|shred
     tillit demo [--keep-running]          the whole story, end to end
+    tillit portal                         the citizen's web page (HTTPS)
+    tillit idp                            development sign-in (OpenID Connect), not for production
 
 Every command reads one TOML config (``--config`` or ``$TILLIT_CONFIG``) with
 ``TILLIT_<SECTION>_<KEY>`` overrides. Results print as JSON; failures print a
@@ -27,9 +29,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from broker import db
-from broker.app import Broker, log_verifier
-from broker.audit import verify_log
+from broker import auditor
+from broker.app import Broker
+from broker.audit_report import Heuristics
 from broker.client import BrokerClient, CallError
 from broker.config import Settings, load_settings
 from broker.errors import ConfigError
@@ -212,33 +214,75 @@ async def cmd_consent(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "verify":
-        # Verification reads the store itself, so it does not trust a running broker.
-        await asyncio.to_thread(db.migrate, settings.database_url)
-        engine = db.make_engine(settings.database_url)
-        try:
-            result = await verify_log(db.sessionmaker(engine), log_verifier(settings))
-        finally:
-            await engine.dispose()
-        _print(
-            {
-                "ok": result.ok,
-                "tree_size": result.size,
-                "root_hash": result.root.hex(),
-                "checkpoints_checked": result.checkpoints,
-                "first_bad_index": result.first_bad_index,
-                "problem": result.problem,
-            }
+        document, code = await auditor.verify(
+            settings, args.vkey, args.witness_state, args.checkpoint
         )
-        return 0 if result.ok else 2
+        _print(document)
+        return code
+    if args.action == "vkey":
+        print(auditor.local_verifier(settings).verifier_key())
+        return 0
+    if args.action == "shred":
+        _print(await asyncio.to_thread(auditor.shred, settings, dry_run=args.dry_run))
+        return 0
     async with _client(settings, args, "dpo") as client:
-        if args.action == "checkpoint":
-            return await _run_call(client.checkpoint)
-        filters: dict[str, Any] = {"page_size": args.page_size}
-        if args.requester:
-            filters["requester"] = args.requester
-        if args.purpose:
-            filters["purpose"] = args.purpose
-        return await _run_call(lambda: client.audit_entries(**filters))
+        dpo = auditor.AuditClient(client.audit)
+        try:
+            if args.action == "checkpoint":
+                _print(await client.checkpoint())
+                return 0
+            if args.action == "prove":
+                result = await auditor.prove(
+                    dpo, auditor.verifier_from(args.vkey, settings), args.index
+                )
+                _print(result)
+                return 0 if result["ok"] else 2
+            if args.action == "witness":
+                document, code = await auditor.witness(dpo, args.state, args.vkey)
+                _print(document)
+                return code
+            since, until = auditor.parse_time(args.since), auditor.parse_time(args.until)
+            if args.action == "export":
+                out = args.output.open("w", newline="", encoding="utf-8") if args.output else None
+                try:
+                    count = await auditor.export(
+                        dpo,
+                        out or sys.stdout,
+                        args.format,
+                        since=since,
+                        until=until,
+                        retention_days=settings.audit.retention_days,
+                        requester=args.requester,
+                        purpose=args.purpose,
+                        dataset=args.dataset,
+                        decision=args.decision,
+                    )
+                finally:
+                    if out is not None:
+                        out.close()
+                print(json.dumps({"exported": count}), file=sys.stderr)
+                return 0
+            if args.action == "report":
+                document = await auditor.report(
+                    dpo, since=since, until=until, heuristics=Heuristics()
+                )
+                _print(document)
+                return 3 if args.fail_on_anomaly and document["anomalies"] else 0
+            filters_: dict[str, Any] = {"page_size": args.page_size, "page_token": args.page_token}
+            for name in ("requester", "purpose", "subject_pseudonym"):
+                if getattr(args, name):
+                    filters_[name] = getattr(args, name)
+            if args.decision:
+                filters_["decision"] = "DECISION_" + args.decision.upper()
+            if since is not None:
+                filters_["start_time"] = auditor.timestamp(since)
+            if until is not None:
+                filters_["end_time"] = auditor.timestamp(until)
+            _print(await client.audit_entries(**filters_))
+            return 0
+        except CallError as exc:
+            _print(exc.as_dict())
+            return 1
 
 
 async def cmd_pki(settings: Settings, args: argparse.Namespace) -> int:
@@ -251,6 +295,38 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from broker.demo import run_demo
 
     return await run_demo(settings, keep_running=args.keep_running)
+
+
+async def cmd_portal(settings: Settings, args: argparse.Namespace) -> int:
+    from consent.web import start_portal
+
+    site = await start_portal(
+        settings,
+        listen=args.listen or None,
+        broker_target=args.broker or None,
+        idp_url=args.idp or None,
+    )
+    try:
+        print(f"tillit portal serving on {site.url}", flush=True)
+        await _until_signalled(asyncio.Event())
+    finally:
+        await site.stop()
+    return 0
+
+
+async def cmd_idp(settings: Settings, args: argparse.Namespace) -> int:
+    from consent.web import start_idp
+
+    site = await start_idp(settings, listen=args.listen or None)
+    try:
+        print(
+            f"tillit idp (development sign-in, not for production) serving on {site.url}",
+            flush=True,
+        )
+        await _until_signalled(asyncio.Event())
+    finally:
+        await site.stop()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,14 +415,70 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="the audit log (as the DPO)")
     audit_sub = audit.add_subparsers(dest="action", required=True)
-    audit_list = audit_sub.add_parser("list")
+    audit_list = audit_sub.add_parser("list", help="search entries (paginated)")
     audit_list.add_argument("--requester", default="")
     audit_list.add_argument("--purpose", default="")
+    audit_list.add_argument("--subject-pseudonym", default="")
+    audit_list.add_argument("--decision", default="", choices=["", "allow", "deny"])
     audit_list.add_argument("--page-size", type=int, default=100)
-    audit_sub.add_parser("verify", help="recompute the whole log against its checkpoints")
+    audit_list.add_argument("--page-token", default="")
+    audit_verify = audit_sub.add_parser(
+        "verify", help="recompute the whole store against every signed checkpoint"
+    )
+    audit_verify.add_argument(
+        "--witness-state",
+        type=Path,
+        action="append",
+        default=[],
+        help="also check against the checkpoint a witness kept (repeatable)",
+    )
+    audit_verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="also check against a signed checkpoint note in a file (repeatable)",
+    )
     audit_sub.add_parser("checkpoint", help="print the latest signed checkpoint")
+    audit_prove = audit_sub.add_parser(
+        "prove", help="fetch and check an inclusion proof against the signed checkpoint"
+    )
+    audit_prove.add_argument("index", type=int)
+    audit_witness = audit_sub.add_parser(
+        "witness", help="check the log only grew since this witness last looked"
+    )
+    audit_witness.add_argument("--state", type=Path, required=True, help="the witness's file")
+    audit_sub.add_parser("vkey", help="print the log's verifier key (C2SP vkey)")
+    for name, help_text in (
+        ("export", "records of processing (GDPR Art. 30) in a time range"),
+        ("report", "counts and anomalies in a time range"),
+    ):
+        p = audit_sub.add_parser(name, help=help_text)
+        p.add_argument("--since", default="", help="date or ISO time, inclusive (UTC)")
+        p.add_argument("--until", default="", help="date or ISO time, exclusive (UTC)")
+    audit_export = audit_sub.choices["export"]
+    audit_export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    audit_export.add_argument("--output", type=Path, default=None, help="file (default: stdout)")
+    for name in ("requester", "purpose", "dataset"):
+        audit_export.add_argument(f"--{name}", default="")
+    audit_export.add_argument("--decision", default="", choices=["", "allow", "deny"])
+    audit_sub.choices["report"].add_argument(
+        "--fail-on-anomaly", action="store_true", help="exit 3 if any anomaly is found"
+    )
+    audit_list.add_argument("--since", default="", help="date or ISO time, inclusive (UTC)")
+    audit_list.add_argument("--until", default="", help="date or ISO time, exclusive (UTC)")
+    audit_shred = audit_sub.add_parser(
+        "shred", help="destroy audit pseudonym keys past [audit] retention_days"
+    )
+    audit_shred.add_argument("--dry-run", action="store_true")
     for p in audit_sub.choices.values():
         client_options(p)
+    for name in ("verify", "prove", "witness"):
+        audit_sub.choices[name].add_argument(
+            "--vkey",
+            default="",
+            help="the log's verifier key, or a file holding it (default: the data dir's key)",
+        )
     audit.set_defaults(func=cmd_audit)
 
     demo = sub.add_parser("demo", help="run the whole scenario on loopback")
@@ -356,6 +488,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave the broker and agencies up until interrupted",
     )
     demo.set_defaults(func=cmd_demo)
+
+    portal = sub.add_parser("portal", help="the citizen's web page, on HTTPS")
+    portal.add_argument("--listen", default="", help="host:port (default: [portal] listen)")
+    portal.add_argument("--broker", default="", help="broker address (default: [broker] listen)")
+    portal.add_argument("--idp", default="", help="identity provider URL (default: [portal])")
+    portal.set_defaults(func=cmd_portal)
+
+    idp = sub.add_parser("idp", help="development sign-in (OpenID Connect), not for production")
+    idp.add_argument("--listen", default="", help="host:port (default: [idp] listen)")
+    idp.set_defaults(func=cmd_idp)
     return parser
 
 

@@ -66,6 +66,9 @@ class AuditSettings:
     # Seconds between scheduled checkpoints (when the log has grown).
     checkpoint_interval: float = 10.0
     origin: str = "tillit.test/audit"
+    # Days after a calendar month ends before its audit pseudonym key is destroyed
+    # (``tillit audit shred``), unlinking that month's entries from people; 0 keeps keys.
+    retention_days: int = 365
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,29 @@ class IdentitySettings:
 
 
 @dataclass(frozen=True)
+class PortalSettings:
+    """The citizen portal (``tillit portal``): HTTPS, calling the broker as "citizen-portal"."""
+
+    listen: str = "127.0.0.1:8443"
+    # Base URL of the OpenID provider; empty means the development one at [idp] listen.
+    idp_url: str = ""
+    # CA bundle for the provider's TLS certificate: a file, "system", or empty for the dev CA.
+    idp_ca: str = ""
+    # Longest a signed-in session lasts, seconds (never longer than the ID token).
+    session_lifetime: int = 1800
+
+
+@dataclass(frozen=True)
+class IdpSettings:
+    """The development identity provider (``tillit idp``); never for production."""
+
+    listen: str = "127.0.0.1:8444"
+    # ID token lifetime and authorization-code lifetime, seconds.
+    token_lifetime: int = 900
+    code_lifetime: int = 60
+
+
+@dataclass(frozen=True)
 class Settings:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     opa: OpaSettings = field(default_factory=OpaSettings)
@@ -97,6 +123,8 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     providers: ProviderSettings = field(default_factory=ProviderSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    portal: PortalSettings = field(default_factory=PortalSettings)
+    idp: IdpSettings = field(default_factory=IdpSettings)
 
     @property
     def data_dir(self) -> Path:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker.app import Broker
 from broker.client import BrokerClient, CallError
@@ -26,6 +27,9 @@ from broker.keys import dev_idp_key
 from broker.pki import init_pki, tls_files
 from consent.receipts import verify_receipt
 from consent.tokens import mint
+
+if TYPE_CHECKING:
+    from consent.web.launch import Site
 
 PURPOSE = "preschool-fee-reduction"
 REQUESTER, SERVICE = "exempelby-kommun", "preschool-fee"
@@ -161,6 +165,75 @@ async def play(target: str, pki_dir: Path, policies: Path, subject: str, token: 
             await client.close()
 
 
+# -- the citizen's web page: the portal and the development sign-in ---------------------
+
+
+@dataclass
+class CitizenWeb:
+    """The development sign-in and the citizen portal, running in this process."""
+
+    idp: Site
+    portal: Site
+
+    async def stop(self) -> None:
+        await self.portal.stop()
+        await self.idp.stop()
+
+
+async def start_citizen_web(settings: Settings, target: str, *, fixed_ports: bool) -> CitizenWeb:
+    """Both on loopback: on the configured ports to stay up, on free ones for a single run."""
+    from consent.web import start_idp, start_portal
+
+    idp = await start_idp(settings, listen=settings.idp.listen if fixed_ports else "127.0.0.1:0")
+    try:
+        portal = await start_portal(
+            settings,
+            listen=settings.portal.listen if fixed_ports else "127.0.0.1:0",
+            broker_target=target,
+            idp_url=idp.url,
+        )
+    except BaseException:
+        await idp.stop()
+        raise
+    return CitizenWeb(idp, portal)
+
+
+_HIDDEN = re.compile(r'<input type="hidden" name="(rid|csrf)" value="([^"]*)"')
+_WITHDRAWN = re.compile(r'id="heading-withdrawn">[^<(]*\((\d+)\)')
+
+
+async def visit_portal(web: CitizenWeb, pki_dir: Path, subject: str) -> None:
+    """Sign in at the development sign-in over HTTPS and read two pages, as a browser would."""
+    import ssl
+
+    import httpx
+
+    _say("7. The citizen opens the web portal", f"{web.portal.url}, signing in at {web.idp.url}")
+    context = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+    async with httpx.AsyncClient(verify=context, follow_redirects=True, timeout=10) as browser:
+        try:
+            sign_in = await browser.get(f"{web.portal.url}/login")
+            fields = dict(_HIDDEN.findall(sign_in.text))
+            if sign_in.status_code != 200 or set(fields) != {"rid", "csrf"}:
+                raise RuntimeError("the development sign-in page did not show")
+            consents = await browser.post(
+                f"{web.idp.url}/authorize", data={**fields, "subject": subject}
+            )
+            timeline = await browser.get(f"{web.portal.url}/timeline")
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"the portal did not answer: {exc}") from exc
+    withdrawn = _WITHDRAWN.search(consents.text)
+    exchanges = timeline.text.count("<time ")
+    if consents.url.path != "/consents" or consents.status_code != 200 or withdrawn is None:
+        raise RuntimeError("signing in to the portal did not lead to My consents")
+    if timeline.status_code != 200 or exchanges < 3:
+        raise RuntimeError("the portal's timeline does not show the exchanges")
+    print(
+        f"   signed in (development sign-in); My consents shows {withdrawn.group(1)} withdrawn,"
+        f" the timeline {exchanges} exchanges"
+    )
+
+
 async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
     """Start everything on loopback, play the scenario, stop everything."""
     from broker.providers import SyntheticPopulation, run_providers
@@ -180,6 +253,7 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
         )
     )
     broker: Broker | None = None
+    web: CitizenWeb | None = None
     try:
         bound = await asyncio.wait_for(asyncio.shield(ports), 60)
         addresses = {agency: f"127.0.0.1:{port}" for agency, port in bound.items()}
@@ -202,8 +276,11 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
             audience=settings.identity.audience,
         )
         await play(target, settings.pki_dir, settings.opa.policies, subject, token)
+        web = await start_citizen_web(settings, target, fixed_ports=keep_running)
+        await visit_portal(web, settings.pki_dir, subject)
         print("\nDemo finished: every step behaved as promised.")
         if keep_running:
+            print(f"Citizen portal on {web.portal.url} (development sign-in {web.idp.url})")
             print(f"Still running (broker {target}); press Ctrl-C to stop.", flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -215,6 +292,8 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
         print(f"\nDemo FAILED: {exc}")
         return 1
     finally:
+        if web is not None:
+            await web.stop()
         if broker is not None:
             await broker.stop()
         stop_providers.set()

@@ -27,6 +27,7 @@ class Role(StrEnum):
     PORTAL = "portal"
     DPO = "dpo"
     OPA = "opa"
+    IDP = "idp"
 
 
 @dataclass(frozen=True)

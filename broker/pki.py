@@ -49,6 +49,8 @@ DEMO_PARTIES: tuple[Party, ...] = (
     Party("social-insurance-parental-benefit", "requester", "social-insurance", "parental-benefit"),
     Party("citizen-portal", "portal", "tillit", "citizen-portal"),
     Party("dpo", "dpo", "tillit", "dpo"),
+    # Serves the development identity provider over HTTPS; calls nothing.
+    Party("dev-idp", "idp", "tillit", "dev-idp"),
 )
 
 
