@@ -303,7 +303,8 @@ class ExchangeService:
                 audit_index=entry.index,
                 metadata=metadata,
             )
-        permitted = tuple(f for f in request.fields if f in set(verdict.permitted_fields))
+        allowed = set(verdict.permitted_fields)
+        permitted = tuple(f for f in request.fields if f in allowed)
         if not permitted:
             # Nothing to fetch: the provider must not even learn of the subject.
             await self._refuse(

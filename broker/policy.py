@@ -61,13 +61,14 @@ def _strings(raw: Any, name: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def _lawful_basis(raw: Any) -> str:
+def format_lawful_basis(raw: Any) -> str:
+    """A registry or decision lawful basis as text: "GDPR Art. 6(1)(e); <statute>"."""
     if raw is None:
         return ""
     if isinstance(raw, str):
         return raw
     if isinstance(raw, Mapping):
-        article = str(raw.get("article", ""))
+        article = str(raw.get("article") or "")
         parts = [f"GDPR Art. {article}" if article else "", str(raw.get("statute") or "")]
         return "; ".join(p for p in parts if p)
     raise ValueError("lawful_basis must be an object or a string")
@@ -104,7 +105,7 @@ def parse_decision(result: Any) -> Decision:
             reasons=reasons,
             permitted_fields=_strings(result.get("permitted_fields"), "permitted_fields"),
             excess_fields=_strings(result.get("excess_fields"), "excess_fields"),
-            lawful_basis=_lawful_basis(result.get("lawful_basis")),
+            lawful_basis=format_lawful_basis(result.get("lawful_basis")),
             consent_id=consent_id,
             obligations=tuple(
                 _obligation(o) for o in _list(result.get("obligations"), "obligations")

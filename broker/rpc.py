@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeAlias
 
 import grpc
@@ -63,17 +65,18 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: TillitError
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-def _wrap(
-    handler: Handler,
-    guard: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[None]],
-) -> Handler:
-    """Run ``guard`` around a unary-unary or unary-stream handler."""
+Around = Callable[[grpc.aio.ServicerContext[Any, Any]], AbstractAsyncContextManager[None]]
+
+
+def _wrap(handler: Handler, around: Around) -> Handler:
+    """Run a unary-unary or unary-stream handler inside ``around(context)``."""
     if handler.unary_unary is not None:
         inner: Any = handler.unary_unary
 
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await guard(None, context)
-            return await inner(request, context)
+            async with around(context):
+                return await inner(request, context)
+            return None  # unreachable: ``around`` never swallows an error
 
         return grpc.unary_unary_rpc_method_handler(
             unary, handler.request_deserializer, handler.response_serializer
@@ -84,9 +87,9 @@ def _wrap(
         async def stream(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            await guard(None, context)
-            async for item in inner_stream(request, context):
-                yield item
+            async with around(context):
+                async for item in inner_stream(request, context):
+                    yield item
 
         return grpc.unary_stream_rpc_method_handler(
             stream, handler.request_deserializer, handler.response_serializer
@@ -104,45 +107,20 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        if handler.unary_unary is not None:
-            inner: Any = handler.unary_unary
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                try:
-                    return await inner(request, context)
-                except TillitError as exc:
-                    await _abort(context, exc)
-                except grpc.aio.AbortError:
-                    raise
-                except Exception:
-                    log.exception("unexpected error in %s", method)
-                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-                return None  # unreachable: abort raises
+        @contextlib.asynccontextmanager
+        async def mapped(context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+            try:
+                yield
+            except TillitError as exc:
+                await _abort(context, exc)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                log.exception("unexpected error in %s", method)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream is not None:
-            inner_stream: Any = handler.unary_stream
-
-            async def stream(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                try:
-                    async for item in inner_stream(request, context):
-                        yield item
-                except TillitError as exc:
-                    await _abort(context, exc)
-                except grpc.aio.AbortError:
-                    raise
-                except Exception:
-                    log.exception("unexpected error in %s", method)
-                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer
-            )
-        return handler
+        return _wrap(handler, mapped)
 
 
 class AuthzInterceptor(grpc.aio.ServerInterceptor):
@@ -168,7 +146,8 @@ class AuthzInterceptor(grpc.aio.ServerInterceptor):
             return handler
         roles = self.allowed(method)
 
-        async def guard(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        @contextlib.asynccontextmanager
+        async def guard(context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
             try:
                 identity = peer_identity(context)
                 if identity.role not in roles:
@@ -179,6 +158,7 @@ class AuthzInterceptor(grpc.aio.ServerInterceptor):
                     )
             except TillitError as exc:
                 await _abort(context, exc)
+            yield
 
         return _wrap(handler, guard)
 

@@ -18,6 +18,7 @@ from broker.audit import DENY, AuditEntry, AuditLog, AuditRecord, EntryFilter
 from broker.catalog import Catalog
 from broker.errors import InvalidRequest, NotFound, PermissionDenied, Reason
 from broker.keys import Pseudonymiser
+from broker.policy import format_lawful_basis
 from broker.provider_client import SubjectFacts
 from consent.receipts import ReceiptSigner
 from consent.store import Consent, ConsentGrant, ConsentStore
@@ -144,13 +145,7 @@ class ConsentService:
 
     def lawful_basis(self, purpose: str) -> str:
         basis = self._purposes.get(purpose, {}).get("lawful_basis")
-        if not isinstance(basis, Mapping):
-            return ""
-        parts = [
-            f"GDPR Art. {basis.get('article')}" if basis.get("article") else "",
-            str(basis.get("statute") or ""),
-        ]
-        return "; ".join(p for p in parts if p)
+        return format_lawful_basis(basis) if isinstance(basis, Mapping) else ""
 
     def receipt_keys(self) -> str:
         return json.dumps(self._receipts.jwks())
